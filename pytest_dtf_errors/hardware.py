@@ -217,10 +217,9 @@ def _parse_query_csv(text: str) -> tuple[list[dict[str, Any]], int]:
         if len(fields) < 4 or not _INT_RE.match(fields[0]):
             bad += 1
             continue
-        uuid = fields[-1]
+        raw_uuid = fields[-1]
         name = ", ".join(fields[1:-2]) or "NVIDIA GPU"
-        if not (uuid.startswith("GPU-") and len(uuid) <= 100):
-            uuid = None
+        uuid = raw_uuid if raw_uuid.startswith("GPU-") and len(raw_uuid) <= 100 else None
         gpus.append({
             "index": int(fields[0]),
             "name": _short(name, 100),
@@ -329,18 +328,19 @@ def _resolve_visible(
         return None
     table: dict[str, int] = {}
     if uuids:
-        for key, idx in uuids.items():
-            if isinstance(key, str) and isinstance(idx, int) and 0 <= idx < total:
-                table[key.lower()] = idx
+        for name, idx in uuids.items():
+            if isinstance(name, str) and isinstance(idx, int) and 0 <= idx < total:
+                table[name.lower()] = idx
     out: list[tuple[int, str | None]] = []
-    seen = set()
+    seen: set[tuple[int, str | None]] = set()
     for entry in str(value).split(","):
         entry = entry.strip()
+        key: tuple[int, str | None]
         if _INT_RE.match(entry):
             idx = int(entry)
             if idx >= total:
                 break  # CUDA stops at the first invalid entry
-            key: tuple[int, str | None] = (idx, None)
+            key = (idx, None)
         elif entry[:4].upper() in ("GPU-", "MIG-") and len(entry) > 4:
             idx_opt = _lookup_uuid(entry.lower(), table)
             if idx_opt is None:
