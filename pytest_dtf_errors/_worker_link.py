@@ -1,0 +1,71 @@
+"""Worker side of the DTF link (sent verbatim with ``gateway.remote_exec``).
+
+Runs on the worker before xdist starts its worker module, after the source of
+``hardware.py``. It opens a second execnet channel whose callback runs in
+execnet's receiver thread (not the busy main thread), starts a heartbeat
+thread, and publishes its state as the module ``_dtf_link`` for the worker's
+pytest plugin. Stdlib only; no imports from the package.
+"""
+
+import os
+import sys
+import threading
+import time
+import types
+
+
+def _dtf_mem() -> dict:
+    """Resident memory of this process and the machine's available memory, in MiB."""
+    out = {}
+    try:
+        with open("/proc/self/statm") as f:
+            out["rss_mb"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("MemTotal", "MemAvailable"):
+                    out[key] = int(rest.split()[0]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _dtf_link_main(channel) -> None:  # noqa: ANN001 - an execnet channel
+    params = channel.receive()
+    state = types.ModuleType("_dtf_link")
+    state.attempts = {}
+    state.params = params
+    try:
+        state.hardware = detect_hardware()  # noqa: F821 - defined by hardware.py's source
+    except Exception as exc:  # noqa: BLE001
+        state.hardware = {"tags": ["cpu"], "gpu_count": 0, "gpus": [], "error": repr(exc)}
+    link = channel.gateway.newchannel()
+    state.channel = link
+    sys.modules["_dtf_link"] = state
+
+    def on_message(message) -> None:  # noqa: ANN001
+        try:
+            kind, data = message
+            if kind == "attempt":
+                state.attempts[data["nodeid"]] = data
+        except Exception:  # noqa: BLE001 - never kill the receiver thread
+            pass
+
+    link.setcallback(on_message)
+    interval = float(params.get("heartbeat_interval", 1.0))
+
+    def beat() -> None:
+        while True:
+            try:
+                link.send(("hb", {"t": time.time(), **_dtf_mem()}))
+            except Exception:  # noqa: BLE001 - channel closed: the session is over
+                return
+            time.sleep(interval)
+
+    threading.Thread(target=beat, name="dtf-heartbeat", daemon=True).start()
+    channel.send({"hardware": state.hardware, "pid": os.getpid()})
+    channel.send(link)
+
+
+if __name__ == "__channelexec__":
+    _dtf_link_main(channel)  # noqa: F821 - execnet puts `channel` in the globals

@@ -1,0 +1,462 @@
+"""Controller side: report -> decision -> actions, recorded in the ledger.
+
+One decision per failed attempt. The engine categorizes it; then the attempt
+count, the category policy, ``--dtf-max-retries``, the retry budget and the
+pattern breaker decide: retry (where, when) or final. The controller does not
+know how retries run: a *dispatcher* (the xdist scheduler glue, or the
+in-process runner) places them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pytest
+
+from . import record as records
+from .engine import DistributedErrorHandler, ErrorCategory
+from .ledger import Attempt, Decision, Ledger
+
+# Categories whose retry must run on another worker (the node is suspect).
+NODE_SPECIFIC = {
+    "worker_crashed",
+    "worker_disconnected",
+    "worker_timeout",
+    "system_crash",
+    "system_resource_limit",
+    "resource_exhausted",
+    "hardware_not_available",
+    "hardware_mismatch",
+    "hardware_compatibility_error",
+}
+# Categories whose retry prefers another worker.
+PREFER_OTHER = {"network_timeout", "network_connection_error", "network_server_error"}
+HARDWARE_CATEGORIES = {
+    "hardware_not_available",
+    "hardware_mismatch",
+    "hardware_compatibility_error",
+}
+
+
+@dataclass
+class RetryRequest:
+    """What the controller asks a dispatcher to run again."""
+
+    nodeid: str
+    attempt: int  # the number the retry will have
+    delay: float
+    failed_on: str
+    avoid: set[str] = field(default_factory=set)
+    prefer_not: set[str] = field(default_factory=set)
+    hardware: tuple[str, ...] = ()
+    timeout_factor: float = 1.0
+
+
+class Dispatcher(Protocol):
+    """Runs retries: the xdist glue or the in-process runner."""
+
+    def submit(self, request: RetryRequest) -> None: ...
+    def cancel(self, nodeid: str) -> bool: ...
+    def quarantine(self, node: str) -> None: ...
+    def mark_unavailable(self, node: str, hardware: str) -> None: ...
+    def other_workers(self, node: str, hardware: tuple[str, ...] = ()) -> int: ...
+
+
+@dataclass
+class Settings:
+    """The run-level knobs, validated by the plugin."""
+
+    retry: bool = False
+    max_retries: int | None = None
+    budget: int | None = None  # None: derived from the collection size
+    fail_on_flaky: bool = False
+    breaker_min_tests: int = 3
+    breaker_min_failed_retries: int = 3
+    quarantine_threshold: int = 3
+    missing_hardware: str = "skip"
+    heartbeat_timeout: float = 10.0
+    peer: str | None = None  # an active peer retry plugin that owns retries
+    peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
+
+
+def default_budget(collected: int) -> int:
+    """Suite-wide retry cap when none is given: half the suite, at least 10."""
+    return max(10, math.ceil(collected * 0.5))
+
+
+class _PatternStats:
+    __slots__ = ("tests", "failed_retries", "recovered", "tripped")
+
+    def __init__(self) -> None:
+        self.tests: set[str] = set()
+        self.failed_retries = 0
+        self.recovered = 0
+        self.tripped = False
+
+
+class Controller:
+    """Decides every failed attempt and records every attempt in the ledger."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        handler: DistributedErrorHandler,
+        ledger: Ledger,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.handler = handler
+        self.ledger = ledger
+        self.dispatcher: Dispatcher | None = None
+        self.open: dict[tuple[str, str], Attempt] = {}
+        self.locations: dict[str, tuple[str, int | None, str]] = {}
+        self.requirements: dict[str, dict[str, Any]] = {}  # nodeid -> hardware marker info
+        self.patterns: dict[str, _PatternStats] = {}
+        self.suspects: dict[str, set[str]] = {}  # node -> tests that failed only there
+        self.crashed_on: dict[str, list[str]] = {}  # nodeid -> workers it took down
+        self.waiting: set[str] = set()  # retries promised, not started
+
+    # -- helpers the plugin and dispatchers use -----------------------------
+    def collected(self, nodeids: list[str]) -> None:
+        self.ledger.collected(nodeids)
+        if self.ledger.retry_budget is None:
+            self.ledger.retry_budget = (
+                self.settings.budget
+                if self.settings.budget is not None
+                else default_budget(len(nodeids))
+            )
+
+    def requirement(self, nodeid: str) -> tuple[str, ...]:
+        info = self.requirements.get(nodeid)
+        return tuple(info["any"]) if info else ()
+
+    # -- the report path ----------------------------------------------------
+    def on_report(self, report: pytest.TestReport) -> None:
+        """Record one phase report; turn a retried failure into a "rerun"."""
+        if getattr(report, "dtf_synthetic", False) or report.outcome == "rerun":
+            return
+        nodeid = report.nodeid
+        node = _node_name(report)
+        self.locations.setdefault(nodeid, report.location)
+        key = (nodeid, node)
+        att = self.open.get(key)
+        if att is None or report.when == "setup":
+            att = self.ledger.new_attempt(nodeid, node, **self._node_fields(node))
+            self.open[key] = att
+            self.waiting.discard(nodeid)
+        att.duration += getattr(report, "duration", 0.0) or 0.0
+        if report.failed:
+            if att.decision is None:
+                self._decide(att, report)
+            if att.decision is not None and att.decision.retry:
+                report.outcome = "rerun"  # type: ignore[assignment]
+        elif report.skipped and att.outcome == "passed":
+            att.outcome = "skipped"
+        if report.when == "call" and report.passed and self._failed_before(nodeid, att):
+            report.dtf_flaky = True  # type: ignore[attr-defined]
+        if report.when in ("teardown", "???"):
+            self._close(key, att)
+
+    def _failed_before(self, nodeid: str, att: Attempt) -> bool:
+        return any(a.failed for a in self.ledger.test(nodeid).attempts if a is not att)
+
+    def _node_fields(self, node: str) -> dict[str, Any]:
+        rec = self.ledger.nodes.get(node)
+        if rec is None:
+            return {}
+        return {"host": rec.host, "hardware": list(rec.hardware)}
+
+    def _close(self, key: tuple[str, str], att: Attempt) -> None:
+        self.open.pop(key, None)
+        att.finished = time.time()
+        nodeid = key[0]
+        if att.decision is not None and att.decision.retry:
+            return  # a retry is on its way; no final outcome yet
+        rec = self.ledger.test(nodeid)
+        if att.failed:
+            self.ledger.finalize(nodeid, "failed" if att.outcome == "failed" else "error")
+        elif att.outcome == "skipped":
+            self.ledger.finalize(nodeid, "skipped")
+        elif any(a.failed for a in rec.attempts):
+            self.ledger.finalize(nodeid, "flaky")
+            self._recovered(nodeid, att)
+        else:
+            self.ledger.finalize(nodeid, "passed")
+
+    # -- deciding -------------------------------------------------------------
+    def _decide(self, att: Attempt, report: pytest.TestReport) -> None:
+        nodeid = report.nodeid
+        phase = "crash" if report.when == "???" else report.when
+        error = getattr(report, "dtf_error", None) or records.from_longrepr(
+            records.safe_str(report.longrepr, records.MAX_TRACEBACK), phase=phase, worker=att.node
+        )
+        att.phase = phase
+        att.outcome = "failed" if phase == "call" else "error"
+        att.error = error
+        att.longrepr = records.safe_str(report.longrepr, records.MAX_TRACEBACK)
+        hw = (error.get("hardware_context") or {}).get("hardware_type") or (
+            att.hardware[0] if att.hardware else None
+        )
+        context = {
+            "worker_id": att.node,
+            "host": att.host,
+            "hardware_type": hw,
+            "attempt_count": att.attempt,
+            "test_id": nodeid,
+            "timeout": self._timeout(),
+            "node_failures": len(self.suspects.get(att.node, ())),
+        }
+        result = self.handler.handle_error(nodeid, error, context)
+        category: ErrorCategory = result["category"]
+        att.category = category.value
+        att.rule = result.get("rule")
+        att.pattern = result.get("pattern_id")
+        recovery = result.get("recovery_action") or {}
+        att.actions = list(recovery.get("actions") or [])
+        if phase == "crash":
+            self.crashed_on.setdefault(nodeid, []).append(att.node)
+            self.ledger.node(att.node).crashes += 1
+        stats = self._pattern(att.pattern, nodeid)
+        if att.attempt > 1:
+            stats.failed_retries += 1
+        if getattr(report, "dtf_peer_marked", False) and self.settings.peer_installed:
+            decision = Decision(False, reason=f"marked flaky: left to {self.settings.peer_installed}")
+        else:
+            decision = self._retry_decision(nodeid, att, result, phase, stats)
+        att.decision = decision
+        self._act(att, decision)
+        if decision.retry:
+            self.ledger.retries_used += 1
+            self.waiting.add(nodeid)
+            assert self.dispatcher is not None
+            self.dispatcher.submit(self._request(nodeid, att, decision))
+        self._check_breaker(att.pattern, stats)
+
+    def _timeout(self) -> float | None:
+        value = getattr(self.config.option, "timeout", None)
+        try:
+            return float(value) if value else None
+        except (TypeError, ValueError):
+            return None
+
+    def _pattern(self, pattern: str | None, nodeid: str) -> _PatternStats:
+        stats = self.patterns.setdefault(pattern or "?", _PatternStats())
+        stats.tests.add(nodeid)
+        return stats
+
+    def _retry_decision(
+        self, nodeid: str, att: Attempt, result: dict[str, Any], phase: str, stats: _PatternStats
+    ) -> Decision:
+        s = self.settings
+        category = att.category or "unknown"
+        if not s.retry:
+            return Decision(False, reason="retries are off (no --dtf-retry)")
+        if s.peer:
+            return Decision(False, reason=f"left to {s.peer}, which retries this run")
+        if phase == "teardown":
+            return Decision(False, reason="teardown failures are not retried: the test body ran")
+        if not result.get("retry"):
+            policy = self.handler.policy_for(result["category"])
+            if policy.max_retries == 0 or not _policy_retries(policy, result["category"]):
+                return Decision(False, reason=f"{category} is not retried")
+            used = att.attempt - 1
+            return Decision(False, reason=f"{category}: {used} of {policy.max_retries} retries used")
+        if s.max_retries is not None and att.attempt > s.max_retries:
+            return Decision(False, reason=f"--dtf-max-retries {s.max_retries} reached")
+        if stats.tripped:
+            return Decision(False, reason=self._breaker_reason(att.pattern, stats))
+        budget = self.ledger.retry_budget
+        if budget is not None and self.ledger.retries_used >= budget:
+            return Decision(False, reason=f"retry budget of {budget} used up")
+        if category in HARDWARE_CATEGORIES and not self._hardware_retry_possible(nodeid, att):
+            return Decision(False, reason=f"{category}: no other worker has the hardware")
+        delay = float(result.get("retry_delay") or 0.0)
+        where = "another worker" if category in NODE_SPECIFIC | PREFER_OTHER else "any worker"
+        return Decision(True, delay=delay, reason=f"{category}: retry {att.attempt} on {where}")
+
+    def _hardware_retry_possible(self, nodeid: str, att: Attempt) -> bool:
+        assert self.dispatcher is not None
+        return bool(self.dispatcher.other_workers(att.node, self.requirement(nodeid))) or bool(
+            self._fallback(nodeid)
+        )
+
+    def _fallback(self, nodeid: str) -> tuple[str, ...]:
+        info = self.requirements.get(nodeid) or {}
+        return tuple(info.get("fallback") or ())
+
+    def _request(self, nodeid: str, att: Attempt, decision: Decision) -> RetryRequest:
+        req = RetryRequest(
+            nodeid=nodeid,
+            attempt=att.attempt + 1,
+            delay=decision.delay,
+            failed_on=att.node,
+            hardware=self.requirement(nodeid),
+        )
+        category = att.category or ""
+        if category in NODE_SPECIFIC:
+            req.avoid.add(att.node)
+        elif category in PREFER_OTHER:
+            req.prefer_not.add(att.node)
+        else:
+            req.prefer_not.add(att.node)
+        for action in att.actions:
+            kind = action.get("kind")
+            if kind == "avoid_node":
+                req.avoid.add(str(action.get("node")))
+            elif kind == "prefer_other_node":
+                req.prefer_not.add(str(action.get("node")))
+            elif kind in ("require_hardware", "prefer_hardware") and action.get("hardware"):
+                req.hardware = tuple(action["hardware"])
+            elif kind == "scale_timeout":
+                req.timeout_factor = max(req.timeout_factor, float(action.get("factor") or 1.0))
+        if category in HARDWARE_CATEGORIES and self.dispatcher is not None:
+            if not self.dispatcher.other_workers(att.node, req.hardware) and self._fallback(nodeid):
+                req.hardware = self._fallback(nodeid)
+        return req
+
+    def _act(self, att: Attempt, decision: Decision) -> None:
+        """Execute the engine's structured recovery actions."""
+        assert self.dispatcher is not None
+        for action in att.actions:
+            kind = action.get("kind")
+            if kind == "mark_unavailable" and action.get("node") and action.get("hardware"):
+                pair = (str(action["node"]), str(action["hardware"]))
+                self.ledger.unavailable.add(pair)
+                self.dispatcher.mark_unavailable(*pair)
+            elif kind == "quarantine_node" and action.get("node"):
+                self._quarantine(str(action["node"]), str(action.get("reason") or "engine"))
+
+    def _quarantine(self, node: str, reason: str) -> None:
+        rec = self.ledger.node(node)
+        if rec.quarantined or self.dispatcher is None or not self.dispatcher.other_workers(node):
+            return
+        rec.quarantined = True
+        rec.quarantine_reason = reason
+        self.dispatcher.quarantine(node)
+
+    def _recovered(self, nodeid: str, att: Attempt) -> None:
+        """A flaky test: its pattern is not systemic; its failing node may be."""
+        rec = self.ledger.test(nodeid)
+        failed_nodes = {a.node for a in rec.attempts if a.failed}
+        for a in rec.attempts:
+            if a.failed and a.pattern in self.patterns:
+                self.patterns[a.pattern].recovered += 1
+        if att.node not in failed_nodes:
+            for node in failed_nodes:
+                tests = self.suspects.setdefault(node, set())
+                tests.add(nodeid)
+                if len(tests) >= self.settings.quarantine_threshold:
+                    self._quarantine(
+                        node,
+                        f"{len(tests)} different tests failed only on {node} "
+                        "and passed on other workers",
+                    )
+
+    # -- the pattern breaker --------------------------------------------------
+    def _breaker_reason(self, pattern: str | None, stats: _PatternStats) -> str:
+        return (
+            f"pattern {pattern} is systemic: it failed in {len(stats.tests)} tests and "
+            f"{stats.failed_retries} retries did not help, so the breaker stopped its retries"
+        )
+
+    def _check_breaker(self, pattern: str | None, stats: _PatternStats) -> None:
+        s = self.settings
+        if (
+            stats.tripped
+            or pattern is None
+            or stats.recovered
+            or len(stats.tests) < s.breaker_min_tests
+            or stats.failed_retries < s.breaker_min_failed_retries
+        ):
+            return
+        stats.tripped = True
+        reason = self._breaker_reason(pattern, stats)
+        cancelled = []
+        assert self.dispatcher is not None
+        for nodeid in sorted(stats.tests):
+            rec = self.ledger.test(nodeid)
+            last = rec.attempts[-1] if rec.attempts else None
+            if nodeid in self.waiting and last is not None and last.pattern == pattern:
+                if self.dispatcher.cancel(nodeid):
+                    self.waiting.discard(nodeid)
+                    if last.decision is not None:
+                        last.decision.reason += f"; cancelled: {reason}"
+                    self.ledger.retries_used -= 1
+                    cancelled.append(nodeid)
+                    self.fail_final(nodeid, "failed", f"retry cancelled: {reason}", last)
+        self.ledger.breaker_trips.append({"pattern": pattern, "reason": reason, "tests": cancelled})
+
+    # -- final outcomes the controller makes up itself --------------------------
+    def retry_unplaceable(self, nodeid: str, reason: str) -> None:
+        """A promised retry can no longer be placed: the test fails, saying why."""
+        self.waiting.discard(nodeid)
+        rec = self.ledger.test(nodeid)
+        last = rec.attempts[-1] if rec.attempts else None
+        outcome = "failed" if last is None or last.outcome == "failed" else "error"
+        self.fail_final(nodeid, outcome, f"retry could not run: {reason}", last)
+
+    def fail_final(
+        self, nodeid: str, outcome: str, reason: str, last: Attempt | None = None
+    ) -> None:
+        """Give ``nodeid`` its final ``outcome`` with a synthetic report saying why."""
+        text = reason
+        if last is not None and last.longrepr:
+            first = last.longrepr.strip().splitlines()[-1][:300] if last.longrepr.strip() else ""
+            text = f"{reason}\nlast attempt ({last.node}, attempt {last.attempt}): {first}"
+        crashed = self.crashed_on.get(nodeid)
+        if crashed:
+            text += f"\nit took down {len(crashed)} worker(s): {', '.join(crashed)}"
+        self.ledger.finalize(nodeid, outcome, reason)
+        self.emit(nodeid, "skipped" if outcome == "skipped" else "failed", text,
+                  when="call" if outcome in ("failed", "skipped") else "setup")
+
+    def emit(self, nodeid: str, outcome: str, text: str, when: str = "call") -> None:
+        """Log a report the controller made up (not run, cancelled, skipped)."""
+        fspath = nodeid.split("::")[0]
+        location = self.locations.get(nodeid, (fspath, None, nodeid))
+        longrepr: Any = text
+        if outcome == "skipped":
+            longrepr = (fspath, 0, f"Skipped: {text}")
+        hook = self.config.hook
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        for phase, phase_outcome in ((when, outcome), ("teardown", "passed")):
+            rep = pytest.TestReport(
+                nodeid=nodeid,
+                location=location,
+                keywords={},
+                outcome=phase_outcome,  # type: ignore[arg-type]
+                longrepr=longrepr if phase == when else None,
+                when=phase,  # type: ignore[arg-type]
+            )
+            rep.dtf_synthetic = True  # type: ignore[attr-defined]
+            hook.pytest_runtest_logreport(report=rep)
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+
+    def finish_unfinished(self, reason: str, outcome: str = "error") -> None:
+        """Every collected test ends with exactly one outcome, even those never run."""
+        for nodeid in self.ledger.unfinished():
+            rec = self.ledger.test(nodeid)
+            if rec.attempts:
+                last = rec.attempts[-1]
+                why = "its retry never ran: " + reason if nodeid in self.waiting else reason
+                self.fail_final(nodeid, "failed" if last.outcome == "failed" else "error", why, last)
+            else:
+                self.fail_final(nodeid, outcome, f"not run: {reason}")
+        self.waiting.clear()
+
+
+def _policy_retries(policy: Any, category: ErrorCategory) -> bool:
+    skip = getattr(policy, "categories_to_skip", None) or ()
+    return category not in skip
+
+
+def _node_name(report: pytest.TestReport) -> str:
+    node = getattr(report, "node", None)
+    if node is None:
+        return "local"
+    gateway = getattr(node, "gateway", None)
+    return str(gateway.id) if gateway is not None else str(node)

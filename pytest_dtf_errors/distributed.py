@@ -1,0 +1,356 @@
+"""The xdist glue: ties the controller to xdist's DSession.
+
+It supplies the scheduler, opens the DTF link to every worker (hardware
+tags, heartbeats, attempt numbers), turns worker deaths into error records,
+wakes the DSession loop when a retry is due, starts a worker when a retry
+has nobody left to run it, and makes sure every test ends with an outcome.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import execnet
+import pytest
+
+from . import _worker_link, hardware
+from . import record as records
+from .controller import Controller, RetryRequest
+from .scheduling import SUPPORTED_MODES, DtfScheduling, Retry, node_id
+
+LINK_TIMEOUT = 30.0
+TICK_PERIOD = 0.5  # the loop is woken at least this often (heartbeat checks)
+
+
+class Waker(threading.Thread):
+    """Puts a tick event on the DSession queue when a retry is due, and periodically.
+
+    The DSession loop only wakes on worker events or every 2 s; a retry must
+    go out at most 0.1 s after its due time even when every worker is quiet.
+    """
+
+    def __init__(self, put: Any, period: float = TICK_PERIOD) -> None:
+        super().__init__(name="dtf-waker", daemon=True)
+        self.put = put
+        self.period = period
+        self.cond = threading.Condition()
+        self.due: list[float] = []
+        self.stopped = False
+
+    def wake_at(self, when: float) -> None:
+        with self.cond:
+            heapq.heappush(self.due, when)
+            self.cond.notify()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify()
+
+    def run(self) -> None:
+        last = time.monotonic()
+        while True:
+            with self.cond:
+                if self.stopped:
+                    return
+                now = time.monotonic()
+                nxt = min(self.due[0] if self.due else now + self.period, last + self.period)
+                if nxt > now:
+                    self.cond.wait(nxt - now)
+                    continue
+                while self.due and self.due[0] <= now:
+                    heapq.heappop(self.due)
+            last = time.monotonic()
+            self.put(("dtf_tick", {}))
+
+
+def _spec_host(spec: Any) -> str:
+    if getattr(spec, "socket", None):
+        return str(spec.socket).rsplit(":", 1)[0]
+    if getattr(spec, "ssh", None):
+        return str(spec.ssh)
+    if getattr(spec, "via", None):
+        return f"via {spec.via}"
+    return "localhost"
+
+
+class XdistGlue:
+    """Controller-side hooks that only exist when xdist runs the session."""
+
+    def __init__(self, config: pytest.Config, controller: Controller, host_tags: dict[str, list[str]]) -> None:
+        self.config = config
+        self.controller = controller
+        self.host_tags = host_tags  # config: worker id or host -> extra tags
+        self.sched: DtfScheduling | None = None
+        self.waker: Waker | None = None
+        self.links: dict[str, Any] = {}
+        self.last_seen: dict[str, float] = {}
+        self.memory: dict[str, dict[str, Any]] = {}
+        self.tags: dict[str, list[str]] = {}
+        self.nodes: dict[str, Any] = {}
+        self.spawned = 0
+        controller.dispatcher = self
+
+    @property
+    def dsession(self) -> Any:
+        return self.config.pluginmanager.getplugin("dsession")
+
+    # -- scheduler -------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from xdist.workermanage import parse_tx_spec_config
+
+        dist = config.getvalue("dist")
+        if dist == "each":
+            warnings.warn(
+                "dtf: --dist each is left to xdist: every worker runs every test, "
+                "so failures are categorized but not retried",
+                stacklevel=1,
+            )
+            return None
+        if dist not in SUPPORTED_MODES:
+            self._say(
+                f"dtf: --dist {dist} is not supported by the retry scheduler; "
+                "falling back to --dist load"
+            )
+        self.sched = DtfScheduling(len(parse_tx_spec_config(config)), dist, self, log)
+        ds = self.dsession
+        ds.worker_dtf_tick = self._on_tick
+        self.waker = Waker(ds.queue.put)
+        self.waker.start()
+        return self.sched
+
+    def _say(self, line: str) -> None:
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(line, yellow=True)
+
+    def _on_tick(self) -> None:
+        if self.sched is not None and self.sched.collection is not None:
+            self.sched.schedule()
+
+    # -- the link ----------------------------------------------------------------
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        name = node_id(node)
+        self.nodes[name] = node
+        rec = self.controller.ledger.node(name)
+        rec.host = _spec_host(node.gateway.spec)
+        tags = ["cpu"]
+        try:
+            source = inspect.getsource(hardware) + "\n" + inspect.getsource(_worker_link)
+            channel = node.gateway.remote_exec(source)
+            channel.send({"heartbeat_interval": 1.0})
+            hello = channel.receive(timeout=LINK_TIMEOUT)
+            link = channel.receive(timeout=LINK_TIMEOUT)
+            tags = list(hello["hardware"].get("tags") or ["cpu"])
+            link.setcallback(lambda msg, name=name: self._on_link(name, msg))
+            self.links[name] = link
+            self.last_seen[name] = time.monotonic()
+        except (execnet.RemoteError, execnet.TimeoutError, OSError, EOFError, KeyError) as exc:
+            self._say(f"dtf: no link to {name} ({type(exc).__name__}); it runs without heartbeats")
+        self._set_tags(name, tags + self.host_tags.get(name, []) + self.host_tags.get(rec.host or "", []))
+        gpus = (node.gateway.spec.env or {}).get("CUDA_VISIBLE_DEVICES")
+        if gpus is not None:
+            rec.gpus = gpus
+
+    def _set_tags(self, name: str, tags: list[str]) -> None:
+        unique = sorted(set(tags))
+        self.tags[name] = unique
+        self.controller.ledger.node(name).hardware = unique
+
+    def _on_link(self, name: str, message: Any) -> None:
+        """Runs in execnet's receiver thread: record, never block."""
+        try:
+            kind, data = message
+        except (TypeError, ValueError):
+            return
+        self.last_seen[name] = time.monotonic()
+        if kind == "hb":
+            self.memory[name] = data
+        elif kind == "requirements":
+            self.controller.requirements.update(data)
+        elif kind == "tags":
+            self._set_tags(name, list(self.tags.get(name, [])) + list(data))
+
+    # -- crashes -------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        node = getattr(report, "node", None)
+        name = node_id(node) if node is not None else "?"
+        exitcode, signame = _exit_status(node)
+        typename = "WorkerCrash"
+        if signame == "SIGSEGV" or signame == "SIGBUS" or signame == "SIGABRT":
+            typename = "WorkerSegfault"
+        elif signame == "SIGKILL" and self._looked_oom(name):
+            typename = "WorkerOOMKilled"
+        report.dtf_error = records.crash(  # type: ignore[attr-defined]
+            crashitem,
+            name,
+            typename=typename,
+            exitcode=exitcode,
+            signal_name=signame,
+            hardware=self.tags.get(name),
+        )
+
+    def _looked_oom(self, name: str) -> bool:
+        """A SIGKILL looks like the OOM killer when memory was nearly gone at the last beat."""
+        mem = self.memory.get(name) or {}
+        total, avail, rss = mem.get("MemTotal"), mem.get("MemAvailable"), mem.get("rss_mb")
+        if not total:
+            return False
+        return (avail is not None and avail < 0.05 * total) or (rss is not None and rss > 0.5 * total)
+
+    # -- the Dispatcher protocol --------------------------------------------------
+    def submit(self, request: RetryRequest) -> None:
+        assert self.sched is not None
+        index = self.sched.index_of[request.nodeid]
+        self.sched.add_retry(
+            Retry(
+                nodeid=request.nodeid,
+                index=index,
+                due=time.monotonic() + request.delay,
+                attempt=request.attempt,
+                avoid=set(request.avoid),
+                prefer_not=set(request.prefer_not),
+                hardware=request.hardware,
+                timeout_factor=request.timeout_factor,
+            )
+        )
+
+    def cancel(self, nodeid: str) -> bool:
+        return self.sched is not None and self.sched.cancel_retry(nodeid)
+
+    def quarantine(self, node: str) -> None:
+        if self.sched is not None:
+            self.sched.quarantine(node)
+            self._say(f"dtf: quarantined {node}: {self.controller.ledger.node(node).quarantine_reason}")
+
+    def mark_unavailable(self, node: str, hardware: str) -> None:
+        if self.sched is not None:
+            self.sched.mark_unavailable(node, hardware)
+
+    def other_workers(self, node: str, hardware: tuple[str, ...] = ()) -> int:
+        if self.sched is None:
+            return 0
+        return sum(
+            1
+            for n in self.sched.nodes
+            if node_id(n) != node
+            and not n.shutting_down
+            and node_id(n) not in self.sched.quarantined
+            and self.sched._fits(n, hardware)
+        ) + self.starting_workers()
+
+    # -- the Placement protocol (asked by the scheduler) ---------------------------
+    def node_tags(self, node_id: str) -> list[str]:
+        return self.tags.get(node_id, ["cpu"])
+
+    def requirement(self, nodeid: str) -> tuple[str, ...]:
+        return self.controller.requirement(nodeid)
+
+    def collected(self, nodeids: Sequence[str]) -> None:
+        self.controller.collected(list(nodeids))
+
+    def before_retry(self, node: Any, retry: Retry) -> None:
+        link = self.links.get(node_id(node))
+        if link is None:
+            return
+        meta = {
+            "nodeid": retry.nodeid,
+            "attempt": retry.attempt,
+            "timeout_factor": retry.timeout_factor,
+            "hardware": list(retry.hardware),
+        }
+        try:
+            link.send(("attempt", meta))
+        except OSError:
+            pass
+
+    def retry_unplaceable(self, retry: Retry, reason: str) -> None:
+        self.controller.retry_unplaceable(retry.nodeid, reason)
+
+    def tests_unplaceable(self, nodeids: list[str], requirement: tuple[str, ...]) -> None:
+        seen = ", ".join(f"{n}[{','.join(t)}]" for n, t in sorted(self.tags.items())) or "none"
+        reason = f"requires hardware {' or '.join(requirement)}; no worker has it (workers: {seen})"
+        outcome = "failed" if self.controller.settings.missing_hardware == "fail" else "skipped"
+        for nodeid in nodeids:
+            self.controller.fail_final(nodeid, outcome, reason)
+
+    def next_due(self, due: float) -> None:
+        if self.waker is not None:
+            self.waker.wake_at(due)
+
+    def starting_workers(self) -> int:
+        ds = self.dsession
+        if ds is None or self.sched is None:
+            return 0
+        return len([n for n in ds._active_nodes if n not in self.sched.node2pending])
+
+    def _stopping(self) -> bool:
+        ds = self.dsession
+        limit = getattr(ds, "_max_worker_restart", None)
+        over = limit is not None and getattr(ds, "_failed_nodes_count", 0) > limit
+        return bool(over or getattr(ds, "shouldstop", False))
+
+    def spawn_worker(self, avoid: set[str]) -> bool:
+        """Start a worker for a retry when every worker has been shut down."""
+        ds = self.dsession
+        if ds is None or self._stopping() or not self.nodes:
+            return False
+        candidates = [n for name, n in self.nodes.items() if name not in avoid] or list(self.nodes.values())
+        template = candidates[-1]
+        ds.shuttingdown = False
+        try:
+            ds._clone_node(template)
+        except Exception as exc:  # noqa: BLE001 - a host that cannot be reached
+            self._say(f"dtf: could not start a worker for a retry: {exc!r}")
+            return False
+        self.spawned += 1
+        self._say(f"dtf: started a worker for a retry (from {node_id(template)}'s spec)")
+        return True
+
+    # -- the end of the loop ----------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        finally:
+            if self.waker is not None:
+                self.waker.stop()
+            self.controller.finish_unfinished(*self._end_reason())
+
+    def _end_reason(self) -> tuple[str, str]:
+        ds = self.dsession
+        summary = getattr(ds, "_summary_report", None)
+        if summary:
+            return f"xdist stopped: {summary}", "error"
+        stop = getattr(ds, "shouldstop", None)
+        if stop:
+            return f"session stopped: {stop}", "skipped"
+        return "the session ended before it ran", "error"
+
+
+def _exit_status(node: Any) -> tuple[int | None, str | None]:
+    """Exit code and signal of a dead popen worker, where execnet shows them."""
+    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    if popen is None:
+        return None, None
+    try:
+        code = popen.wait(timeout=2)
+    except Exception:  # noqa: BLE001
+        return None, None
+    if code is not None and code < 0:
+        try:
+            return code, signal.Signals(-code).name
+        except ValueError:
+            return code, f"signal {-code}"
+    return code, None
+

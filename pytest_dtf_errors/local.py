@@ -1,0 +1,99 @@
+"""In-process retries, for runs without xdist (no ``-n``, or ``-p no:xdist``).
+
+The same controller decides; retries run in this process. A retry without a
+delay runs at once; one with a delay runs after the other tests instead of
+sleeping, and only sleeps what is left of its delay when nothing else is left.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Generator
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from .controller import Controller, RetryRequest
+from .worker import LOCAL_ATTEMPTS
+
+
+class LocalRunner:
+    """The dispatcher of a single-process session."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        controller.dispatcher = self
+        self.items: dict[str, pytest.Item] = {}
+        self.now: list[RetryRequest] = []
+        self.later: list[tuple[float, int, RetryRequest]] = []
+        self._seq = itertools.count()
+
+    # -- the Dispatcher protocol ----------------------------------------------
+    def submit(self, request: RetryRequest) -> None:
+        if request.delay <= 0:
+            self.now.append(request)
+        else:
+            due = time.monotonic() + request.delay
+            heapq.heappush(self.later, (due, next(self._seq), request))
+
+    def cancel(self, nodeid: str) -> bool:
+        before = len(self.now) + len(self.later)
+        self.now = [r for r in self.now if r.nodeid != nodeid]
+        self.later = [e for e in self.later if e[2].nodeid != nodeid]
+        heapq.heapify(self.later)
+        return len(self.now) + len(self.later) != before
+
+    def quarantine(self, node: str) -> None:
+        """One process: nothing to move work to."""
+
+    def mark_unavailable(self, node: str, hardware: str) -> None:
+        """One process: the hardware check at setup already tells."""
+
+    def other_workers(self, node: str, hardware: tuple[str, ...] = ()) -> int:
+        return 0
+
+    # -- hooks -------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.controller.collected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+        self.items[item.nodeid] = item
+        self._run(item, nextitem, attempt=1)
+        while self.now:
+            request = self.now.pop(0)
+            self._run(self.items[request.nodeid], nextitem, request.attempt, request.timeout_factor)
+        return True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        try:
+            result = yield
+            self._run_delayed(session)
+            return result
+        finally:
+            stop = session.shouldfail or session.shouldstop
+            reason = f"session stopped: {stop}" if stop else "the session ended before it ran"
+            self.controller.finish_unfinished(reason, "skipped" if stop else "error")
+
+    def _run_delayed(self, session: pytest.Session) -> None:
+        while (self.now or self.later) and not (session.shouldfail or session.shouldstop):
+            if self.now:
+                request = self.now.pop(0)
+            else:
+                due, _, request = heapq.heappop(self.later)
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)  # nothing else is left to run meanwhile
+            self._run(self.items[request.nodeid], None, request.attempt, request.timeout_factor)
+
+    def _run(
+        self, item: pytest.Item, nextitem: pytest.Item | None, attempt: int, factor: float = 1.0
+    ) -> None:
+        LOCAL_ATTEMPTS[item.nodeid] = {"attempt": attempt, "timeout_factor": factor}
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        runtestprotocol(item, nextitem=nextitem, log=True)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

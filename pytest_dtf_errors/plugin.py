@@ -1,0 +1,157 @@
+"""pytest entry point (``-p no:dtf_errors`` turns it off): options, markers, wiring.
+
+Thin on purpose: decisions live in ``controller``, placement in
+``scheduling`` / ``distributed`` / ``local``, reports in ``report``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from . import settings as dtf_settings
+from .controller import Controller
+from .engine import DistributedErrorHandler
+from .ledger import Ledger
+from .worker import WorkerPlugin, attempt_meta
+
+CONTROLLER = "dtf_controller"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    dtf_settings.addoptions(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "hardware(*tags, fallback=None): run only on a worker with any of these hardware "
+        "tags (e.g. \"cuda\"); fallback names what a retry may use when none is left",
+    )
+    settings, engine_config, values = dtf_settings.load_settings(config)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        tags = _worker_tags(config)
+        config.pluginmanager.register(
+            WorkerPlugin(config, str(workerinput.get("workerid", "?")), tags), "dtf_worker"
+        )
+        return
+    if config.option.collectonly:
+        return
+    settings.peer = _active_peer(config)
+    settings.peer_installed = _installed_peer(config)
+    handler = DistributedErrorHandler(engine_config)
+    ledger = Ledger(retry_budget=settings.budget)
+    controller = Controller(config, settings, handler, ledger)
+    session = DtfSession(config, controller, values)
+    config.pluginmanager.register(session, CONTROLLER)
+    if _distributed(config):
+        from .distributed import XdistGlue
+
+        config.pluginmanager.register(XdistGlue(config, controller, values["hardware"]), "dtf_xdist")
+    else:
+        from .local import LocalRunner
+
+        tags = _local_tags(values["hardware"])
+        for name in ("local",):
+            ledger.node(name).hardware = tags
+        config.pluginmanager.register(LocalRunner(controller), "dtf_local")
+        config.pluginmanager.register(
+            WorkerPlugin(config, "local", tags, missing=settings.missing_hardware), "dtf_worker"
+        )
+
+
+def _distributed(config: pytest.Config) -> bool:
+    return bool(
+        config.pluginmanager.hasplugin("xdist")
+        and getattr(config.option, "dist", "no") != "no"
+    )
+
+
+def _worker_tags(config: pytest.Config) -> list[str]:
+    link = sys.modules.get("_dtf_link")
+    if link is not None:
+        return list(link.hardware.get("tags") or ["cpu"])
+    from .hardware import detect_hardware
+
+    return list(detect_hardware().get("tags") or ["cpu"])
+
+
+def _local_tags(extra: dict[str, list[str]]) -> list[str]:
+    from .hardware import detect_hardware
+
+    found = detect_hardware()
+    return sorted(set(found.get("tags") or ["cpu"]) | set(extra.get("local", [])))
+
+
+def _active_peer(config: pytest.Config) -> str | None:
+    """Another retry plugin that will retry this run's failures itself."""
+    pm = config.pluginmanager
+    reruns = getattr(config.option, "reruns", None)
+    if pm.hasplugin("rerunfailures") and reruns:
+        return f"pytest-rerunfailures (--reruns {reruns})"
+    if pm.hasplugin("flaky") and getattr(config.option, "force_flaky", False):
+        return "flaky (--force-flaky)"
+    return None
+
+
+def _installed_peer(config: pytest.Config) -> str | None:
+    pm = config.pluginmanager
+    for name, label in (("rerunfailures", "pytest-rerunfailures"), ("flaky", "flaky")):
+        if pm.hasplugin(name):
+            return label
+    return None
+
+
+class DtfSession:
+    """Session-level hooks on the controller: outcomes, summary, reports, exit status."""
+
+    def __init__(self, config: pytest.Config, controller: Controller, values: dict[str, Any]) -> None:
+        self.config = config
+        self.controller = controller
+        self.values = values
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        s = self.controller.settings
+        pm = self.config.pluginmanager
+        tr = pm.getplugin("terminalreporter")
+        if tr is None:
+            return
+        if s.retry and s.peer:
+            tr.write_line(f"dtf: {s.peer} is active; it retries failures, dtf only categorizes", yellow=True)
+        elif s.retry and (pm.hasplugin("rerunfailures") or pm.hasplugin("flaky")):
+            tr.write_line(
+                "dtf: tests marked @pytest.mark.flaky are left to their plugin; dtf retries the rest",
+                yellow=True,
+            )
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        self.controller.on_report(report)
+        return (yield)
+
+    @pytest.hookimpl
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
+        if report.outcome == "rerun":
+            return "rerun", "R", ("RERUN", {"yellow": True})
+        if getattr(report, "dtf_flaky", False) and report.when == "call" and report.passed:
+            return "flaky", "L", ("FLAKY", {"yellow": True})
+        return None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        ledger = self.controller.ledger
+        self.controller.finish_unfinished("the session ended before it ran")
+        ledger.finished = __import__("time").time()
+        if self.controller.settings.fail_on_flaky and exitstatus == 0 and ledger.flaky():
+            session.exitstatus = dtf_settings.EXIT_FLAKY
+
+
+@pytest.fixture
+def dtf_attempt(request: pytest.FixtureRequest) -> int:
+    """The 1-based number of the attempt of this test that is running."""
+    return int(attempt_meta(request.node.nodeid).get("attempt") or 1)

@@ -1,0 +1,340 @@
+"""The xdist scheduler: load distribution that is retry-aware and hardware-aware.
+
+It implements xdist's ``Scheduling`` protocol and nothing more. First
+attempts are work *units*: one test with ``--dist load``, one scope, file or
+group with ``loadscope`` / ``loadfile`` / ``loadgroup``. Retries are single
+tests with a due time and placement constraints; the controller decides
+them, this module only places them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
+SUPPORTED_MODES = ("load", "loadscope", "loadfile", "loadgroup")
+MAX_CHUNK = 50  # most tests queued ahead on one worker
+REFILL_BELOW = 3  # keep at least this many queued so a worker never waits for its next item
+
+
+@dataclass
+class Retry:
+    """A promised retry of one test, waiting for its due time and a worker."""
+
+    nodeid: str
+    index: int
+    due: float
+    attempt: int
+    avoid: set[str] = field(default_factory=set)  # hard: never these workers
+    prefer_not: set[str] = field(default_factory=set)  # soft: other workers first
+    hardware: tuple[str, ...] = ()  # any of these tags; () = anything
+    timeout_factor: float = 1.0
+
+
+class Placement(Protocol):
+    """What the scheduler asks of the controller."""
+
+    def node_tags(self, node_id: str) -> list[str]: ...
+    def requirement(self, nodeid: str) -> tuple[str, ...]: ...
+    def collected(self, nodeids: Sequence[str]) -> None: ...
+    def before_retry(self, node: WorkerController, retry: Retry) -> None: ...
+    def retry_unplaceable(self, retry: Retry, reason: str) -> None: ...
+    def tests_unplaceable(self, nodeids: list[str], requirement: tuple[str, ...]) -> None: ...
+    def spawn_worker(self, avoid: set[str]) -> bool: ...
+    def starting_workers(self) -> int: ...
+    def next_due(self, due: float) -> None: ...
+
+
+def scope_key(nodeid: str, mode: str) -> str:
+    """The unit a first attempt is sent in, as xdist's own schedulers group it."""
+    if mode == "loadfile":
+        return nodeid.split("::", 1)[0]
+    if mode == "loadscope":
+        return nodeid.rsplit("::", 1)[0]
+    if mode == "loadgroup" and "@" in nodeid:
+        return nodeid.rsplit("@", 1)[-1]
+    return nodeid
+
+
+def node_id(node: Any) -> str:
+    return str(node.gateway.id)
+
+
+class DtfScheduling:
+    """xdist ``Scheduling`` with a retry queue, worker constraints and hardware routing."""
+
+    def __init__(self, numnodes: int, mode: str, placement: Placement, log: Any = None) -> None:
+        self.numnodes = numnodes
+        self.mode = mode if mode in SUPPORTED_MODES else "load"
+        self.placement = placement
+        self.log = log
+        self.node2collection: dict[WorkerController, list[str]] = {}
+        self.node2pending: dict[WorkerController, list[int]] = {}
+        self.collection: list[str] | None = None
+        self.index_of: dict[str, int] = {}
+        # requirement -> queue of units (lists of indices); () = runs anywhere
+        self.queues: dict[tuple[str, ...], deque[list[int]]] = {}
+        self.retries: list[Retry] = []
+        self.sent_retries: dict[tuple[str, int], Retry] = {}
+        self.quarantined: set[str] = set()
+        self.unavailable: set[tuple[str, str]] = set()
+
+    # -- the protocol ------------------------------------------------------
+    @property
+    def nodes(self) -> list[WorkerController]:
+        return list(self.node2pending)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return len(self.node2collection) >= self.numnodes or (
+            self.collection is not None and bool(self.node2collection)
+        )
+
+    @property
+    def tests_finished(self) -> bool:
+        if not self.collection_is_completed or self.collection is None:
+            return False
+        if self.retries or any(self.queues.values()):
+            return False
+        return all(len(p) < 2 for p in self.node2pending.values())
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(
+            self.retries
+            or any(self.queues.values())
+            or any(self.node2pending.values())
+        )
+
+    def add_node(self, node: WorkerController) -> None:
+        assert node not in self.node2pending
+        self.node2pending[node] = []
+
+    def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
+        self.node2collection[node] = list(collection)
+        if self.collection is not None and list(collection) != self.collection:
+            # A worker that collected something else would run the wrong tests.
+            self._say(f"dtf: {node_id(node)} collected a different test set; it gets no work")
+            self.quarantined.add(node_id(node))
+
+    def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
+        pending = self.node2pending.get(node)
+        if pending is not None and item_index in pending:
+            pending.remove(item_index)
+        self.sent_retries.pop((node_id(node), item_index), None)
+        self.schedule()
+
+    def mark_test_pending(self, item: str) -> None:
+        """A peer plugin (pytest-rerunfailures) asks for a test to run again."""
+        index = self.index_of.get(item)
+        if index is not None:
+            self._queue(self.placement.requirement(item)).appendleft([index])
+            self.schedule()
+
+    def remove_pending_tests_from_node(self, node: WorkerController, indices: Sequence[int]) -> None:
+        pending = self.node2pending.get(node, [])
+        for index in indices:
+            if index in pending:
+                pending.remove(index)
+            self._requeue(node, index)
+        self.schedule()
+
+    def remove_node(self, node: WorkerController) -> str | None:
+        pending = self.node2pending.pop(node)
+        self.node2collection.pop(node, None)
+        if not pending:
+            return None
+        assert self.collection is not None
+        crashed, rest = pending[0], pending[1:]
+        self.sent_retries.pop((node_id(node), crashed), None)
+        for index in reversed(rest):
+            self._requeue(node, index)
+        return self.collection[crashed]
+
+    def schedule(self) -> None:
+        if not self.collection_is_completed:
+            return
+        if self.collection is None:
+            self._start()
+        self._give_up_unplaceable()
+        self._dispatch_retries(time.monotonic())
+        for node in self._live_nodes():
+            self._fill(node)
+
+    # -- controller-facing -------------------------------------------------
+    def add_retry(self, retry: Retry) -> None:
+        self.retries.append(retry)
+        self.placement.next_due(retry.due)
+        if not any(self._eligible(n, retry, strict=False) for n in self._live_nodes()):
+            # Every worker is shutting down or gone: start one for this retry.
+            if not self.placement.starting_workers():
+                self.placement.spawn_worker(retry.avoid | retry.prefer_not)
+
+    def cancel_retry(self, nodeid: str) -> bool:
+        """Drop a waiting retry (the breaker stopped it). True if one was waiting."""
+        before = len(self.retries)
+        self.retries = [r for r in self.retries if r.nodeid != nodeid]
+        return len(self.retries) != before
+
+    def waiting(self) -> list[Retry]:
+        return list(self.retries)
+
+    def quarantine(self, node_name: str) -> None:
+        """Stop sending work to a worker and move what it has not started."""
+        self.quarantined.add(node_name)
+        for node, pending in self.node2pending.items():
+            if node_id(node) == node_name and len(pending) > 1:
+                node.send_steal(pending[1:])
+
+    def mark_unavailable(self, node_name: str, hardware: str) -> None:
+        self.unavailable.add((node_name, hardware))
+
+    def unscheduled_nodeids(self) -> list[str]:
+        """First attempts still queued on the controller (never sent)."""
+        assert self.collection is not None or not any(self.queues.values())
+        return [self.collection[i] for q in self.queues.values() for u in q for i in u]  # type: ignore[index]
+
+    # -- internals ---------------------------------------------------------
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
+    def _start(self) -> None:
+        first = next(iter(self.node2collection.values()))
+        self.collection = first
+        self.index_of = {nodeid: i for i, nodeid in enumerate(first)}
+        self.placement.collected(first)
+        units: dict[tuple[tuple[str, ...], str], list[int]] = {}
+        for index, nodeid in enumerate(first):
+            req = self.placement.requirement(nodeid)
+            units.setdefault((req, scope_key(nodeid, self.mode)), []).append(index)
+        for (req, _), unit in units.items():
+            self._queue(req).append(unit)
+
+    def _queue(self, req: tuple[str, ...]) -> deque[list[int]]:
+        q = self.queues.get(req)
+        if q is None:
+            q = self.queues[req] = deque()
+        return q
+
+    def _requeue(self, node: WorkerController, index: int) -> None:
+        retry = self.sent_retries.pop((node_id(node), index), None)
+        if retry is not None:
+            retry.due = time.monotonic()
+            self.retries.append(retry)
+        else:
+            assert self.collection is not None
+            self._queue(self.placement.requirement(self.collection[index])).appendleft([index])
+
+    def _live_nodes(self) -> list[WorkerController]:
+        return [
+            n
+            for n, _ in self.node2pending.items()
+            if not n.shutting_down and node_id(n) not in self.quarantined
+        ]
+
+    def tags(self, node: WorkerController) -> set[str]:
+        name = node_id(node)
+        return {t for t in self.placement.node_tags(name) if (name, t) not in self.unavailable}
+
+    def _fits(self, node: WorkerController, req: tuple[str, ...]) -> bool:
+        return not req or bool(self.tags(node) & set(req))
+
+    def _eligible(self, node: WorkerController, retry: Retry, strict: bool = True) -> bool:
+        if node_id(node) in retry.avoid and strict:
+            return False
+        return self._fits(node, retry.hardware)
+
+    def _dispatch_retries(self, now: float) -> None:
+        if not self.retries:
+            return
+        live = self._live_nodes()
+        keep: list[Retry] = []
+        for retry in sorted(self.retries, key=lambda r: r.due):
+            if retry.due > now + 0.005:
+                keep.append(retry)
+                self.placement.next_due(retry.due)
+                continue
+            node = self._pick(retry, live)
+            if node is None:
+                reason = self._why_unplaceable(retry)
+                if reason is None:
+                    keep.append(retry)  # a worker is starting; wait for it
+                else:
+                    self.placement.retry_unplaceable(retry, reason)
+                continue
+            self.placement.before_retry(node, retry)
+            self.node2pending[node].append(retry.index)
+            self.sent_retries[(node_id(node), retry.index)] = retry
+            node.send_runtest_some([retry.index])
+        self.retries = keep
+
+    def _pick(self, retry: Retry, live: list[WorkerController]) -> WorkerController | None:
+        fitting = [n for n in live if self._eligible(n, retry)]
+        if not fitting and len(live) == 1 and not self.placement.starting_workers():
+            # The only worker left is the one to avoid: better there than nowhere.
+            fitting = [n for n in live if self._fits(n, retry.hardware)]
+        if not fitting:
+            return None
+        return min(
+            fitting,
+            key=lambda n: (node_id(n) in retry.prefer_not, len(self.node2pending[n])),
+        )
+
+    def _why_unplaceable(self, retry: Retry) -> str | None:
+        if self.placement.starting_workers():
+            return None
+        everyone = list(self.node2pending)
+        if any(self._fits(n, retry.hardware) for n in everyone if not n.shutting_down):
+            return None if self._live_nodes() else "every worker able to run it is quarantined"
+        if retry.hardware and not any(self._fits(n, retry.hardware) for n in everyone):
+            return f"no worker with {'/'.join(retry.hardware)} is left"
+        if self.placement.spawn_worker(retry.avoid | retry.prefer_not):
+            return None
+        return "no worker is left to run it"
+
+    def _give_up_unplaceable(self) -> None:
+        """Tests whose hardware no live or starting worker has are skipped, not lost."""
+        if self.placement.starting_workers():
+            return
+        assert self.collection is not None
+        alive = [n for n in self.node2pending if not n.shutting_down]
+        for req, queue in self.queues.items():
+            if not queue or not req:
+                continue
+            if not any(self._fits(n, req) for n in alive):
+                nodeids = [self.collection[i] for unit in queue for i in unit]
+                queue.clear()
+                self.placement.tests_unplaceable(nodeids, req)
+
+    def _fill(self, node: WorkerController) -> None:
+        pending = self.node2pending[node]
+        if len(pending) >= REFILL_BELOW:
+            return
+        queues = [q for req, q in self._by_specificity() if q and self._fits(node, req)]
+        if not queues:
+            return
+        remaining = sum(len(q) for q in self.queues.values())
+        live = max(1, len(self._live_nodes()))
+        target = max(REFILL_BELOW + 1, min(MAX_CHUNK, remaining // (2 * live)))
+        batch: list[int] = []
+        for queue in queues:
+            while queue and len(pending) + len(batch) < target:
+                batch.extend(queue.popleft())
+                if self.mode != "load":
+                    break  # one scope at a time keeps groups on one worker
+            if batch:
+                break
+        if batch:
+            pending.extend(batch)
+            node.send_runtest_some(batch)
+
+    def _by_specificity(self) -> list[tuple[tuple[str, ...], deque[list[int]]]]:
+        # Hardware-specific work first, so generic tests do not starve it of its workers.
+        return sorted(self.queues.items(), key=lambda kv: (not kv[0], kv[0]))

@@ -1,0 +1,192 @@
+"""Options, ini keys and config keys of the plugin, validated in one place.
+
+Every option is listed once in OPTIONS; ``plugin.py`` registers them and
+``load_settings`` turns command line, ini and ``[tool.dtf]`` into one
+validated ``Settings`` plus the engine's config. A mistake is a UsageError
+naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from .controller import Settings
+from .engine import ConfigError, DtfConfig, load_config, load_config_file, load_pyproject
+from .record import CRASH_TYPES
+
+# exit status when every test passed but some only after retries (--dtf-fail-on-flaky)
+EXIT_FLAKY = 6
+
+
+def _number(kind: type, minimum: float, maximum: float = math.inf) -> Callable[[object, str], Any]:
+    def check(value: object, key: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(key, f"must be a {kind.__name__}, got {type(value).__name__}")
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a {kind.__name__}, got {value!r}") from None
+        if isinstance(number, float) and math.isnan(number):
+            raise ConfigError(key, "must be a number, got NaN")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(key, f"must be an integer, got {value!r}")
+        if not minimum <= number <= maximum:
+            raise ConfigError(key, f"must be between {minimum:g} and {maximum:g}, got {value!r}")
+        return number
+
+    return check
+
+
+def _bool(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise ConfigError(key, f"must be true or false, got {value!r}")
+
+
+def _choice(*choices: str) -> Callable[[object, str], str]:
+    def check(value: object, key: str) -> str:
+        if value not in choices:
+            raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def _tag_map(value: object, key: str) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table of worker id or host -> tags, got {type(value).__name__}")
+    out: dict[str, list[str]] = {}
+    for name, tags in value.items():
+        if isinstance(tags, str):
+            tags = [t for t in tags.replace(",", " ").split() if t]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ConfigError(f"{key}.{name}", "must be a list of tag strings")
+        out[str(name)] = [t.lower() for t in tags]
+    return out
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its config key, ini key, command-line flag, default and check."""
+
+    key: str
+    default: Any
+    check: Callable[[object, str], Any]
+    help: str
+    flag: str | None = None  # command-line option
+    ini: bool = True
+
+
+OPTIONS = (
+    Option("retry", False, _bool, "retry failures worth retrying, by category policy", "--dtf-retry"),
+    Option("max_retries", None, _number(int, 0, 1000), "global cap on retries per test, over the category policies", "--dtf-max-retries"),
+    Option("retry_budget", None, _number(int, 0, 10**7), "suite-wide cap on retries (default: half the collected tests, at least 10)", "--dtf-retry-budget"),
+    Option("fail_on_flaky", False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", "--dtf-fail-on-flaky"),
+    Option("report", None, lambda v, k: str(v), "write the JSON error report to this path", "--dtf-report"),
+    Option("gpus_per_worker", 0, _number(int, 0, 1024), "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES", "--dtf-gpus-per-worker"),
+    Option("heartbeat_timeout", 10.0, _number(float, 0.5, 86400), "seconds without a heartbeat before a worker is declared lost"),
+    Option("missing_hardware", "skip", _choice("skip", "fail"), "what a test gets when no worker has its hardware"),
+    Option("quarantine_threshold", 3, _number(int, 1, 10**6), "distinct tests failing only on one worker (and passing elsewhere) that quarantine it"),
+    Option("breaker_min_tests", 3, _number(int, 1, 10**6), "distinct tests a pattern needs before the breaker may stop its retries"),
+    Option("breaker_min_failed_retries", 3, _number(int, 1, 10**6), "failed retries of a pattern, none helping, that trip the breaker"),
+    Option("hardware", {}, _tag_map, "extra hardware tags per worker id or host, e.g. {gw0 = [\"cuda\"]}", ini=False),
+)
+BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def ini_name(option: Option) -> str:
+    return f"dtf_{option.key}"
+
+
+def dest(option: Option) -> str:
+    return f"dtf_{option.key}"
+
+
+def addoptions(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dtf-errors", "error categories, retries and hardware routing (pytest-dtf-errors)")
+    for o in OPTIONS:
+        if o.flag:
+            if o.default is False:
+                group.addoption(o.flag, action="store_true", dest=dest(o), default=None, help=o.help)
+            else:
+                group.addoption(o.flag, action="store", dest=dest(o), default=None, metavar="VALUE", help=o.help)
+        if o.ini:
+            parser.addini(ini_name(o), help=o.help, type="string", default=None)
+    group.addoption(
+        "--dtf-config",
+        action="store",
+        dest="dtf_config",
+        default=None,
+        metavar="FILE",
+        help="TOML file with the engine's keys (error_categories, retry_policies, ...); "
+        "[tool.dtf] in pyproject.toml is read without it",
+    )
+
+
+def _engine_config(config: pytest.Config) -> DtfConfig:
+    extra = {o.key: o.check for o in OPTIONS}
+    path = config.getoption("dtf_config")
+    if path:
+        file = Path(path)
+        if not file.is_absolute():
+            file = Path(config.invocation_params.dir) / file
+        if not file.is_file():
+            raise ConfigError("--dtf-config", f"no such file: {path}")
+        return load_config_file(file, extra_keys=extra)
+    pyproject = Path(config.rootpath) / "pyproject.toml"
+    if pyproject.is_file():
+        loaded = load_pyproject(pyproject, extra_keys=extra)
+        if loaded is not None:
+            return loaded
+    return load_config({}, extra_keys=extra)
+
+
+def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig, dict[str, Any]]:
+    """Command line over ini over [tool.dtf] / --dtf-config over defaults."""
+    try:
+        engine_config = _engine_config(config)
+        values: dict[str, Any] = {}
+        for o in OPTIONS:
+            value = o.default
+            if o.key in engine_config.extras:
+                value = engine_config.extras[o.key]
+            if o.ini:
+                raw = config.getini(ini_name(o))
+                if raw not in (None, "", []):
+                    value = o.check(raw, ini_name(o))
+            if o.flag:
+                cli = config.getoption(dest(o))
+                if cli is not None:
+                    value = o.check(cli, o.flag)
+            values[o.key] = value
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-dtf-errors: {exc}") from None
+    _add_crash_types(engine_config)
+    settings = Settings(
+        retry=bool(values["retry"]),
+        max_retries=values["max_retries"],
+        budget=values["retry_budget"],
+        fail_on_flaky=bool(values["fail_on_flaky"]),
+        breaker_min_tests=values["breaker_min_tests"],
+        breaker_min_failed_retries=values["breaker_min_failed_retries"],
+        quarantine_threshold=values["quarantine_threshold"],
+        missing_hardware=values["missing_hardware"],
+        heartbeat_timeout=values["heartbeat_timeout"],
+    )
+    return settings, engine_config, values
+
+
+def _add_crash_types(engine_config: DtfConfig) -> None:
+    """The plugin's own record types (worker deaths, hardware mismatch) map to categories."""
+    from .engine import ErrorCategory
+
+    mapping = engine_config.error_categories
+    for typename, category in CRASH_TYPES.items():
+        mapping.setdefault(typename, ErrorCategory.lookup(category))

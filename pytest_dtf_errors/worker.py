@@ -1,0 +1,146 @@
+"""Worker side: turns a failing phase into an error record on its report.
+
+Runs in every xdist worker and, without xdist, in the one pytest process.
+It also answers the two things only the worker knows: which hardware a test
+asks for (sent to the controller once, after collection) and which attempt
+of a test is running (told by the controller over the DTF link).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from . import record
+
+# Attempt metadata for in-process runs; xdist workers get theirs over the link.
+LOCAL_ATTEMPTS: dict[str, dict[str, Any]] = {}
+
+
+class HardwareMismatchError(Exception):
+    """A test ran on a worker that lacks the hardware its marker asks for."""
+
+
+def attempt_meta(nodeid: str) -> dict[str, Any]:
+    link = sys.modules.get("_dtf_link")
+    if link is not None:
+        meta = link.attempts.get(nodeid)
+        if meta:
+            return meta
+    return LOCAL_ATTEMPTS.get(nodeid, {})
+
+
+def hardware_requirement(item: pytest.Item) -> dict[str, Any] | None:
+    """The ``@pytest.mark.hardware(...)`` of an item, or None.
+
+    ``hardware("cuda", "rocm")`` means any of them; ``fallback=`` names what a
+    retry may use when no worker with the hardware is left.
+    """
+    marker = item.get_closest_marker("hardware")
+    if marker is None:
+        return None
+    wanted = [str(a).lower() for a in marker.args]
+    fallback = marker.kwargs.get("fallback") or ()
+    if isinstance(fallback, str):
+        fallback = (fallback,)
+    return {"any": wanted, "fallback": [str(f).lower() for f in fallback]}
+
+
+class WorkerPlugin:
+    """Hooks that run where the tests run."""
+
+    def __init__(
+        self, config: pytest.Config, worker_id: str, tags: list[str], missing: str | None = None
+    ) -> None:
+        self.config = config
+        self.missing = missing  # set in-process: "skip" or "fail" a test whose hardware is absent
+        self.worker_id = worker_id
+        self.tags = tags
+        self.rootdir = str(config.rootpath)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        reqs = {}
+        for item in session.items:
+            req = hardware_requirement(item)
+            if req is not None:
+                reqs[item.nodeid] = req
+        link = sys.modules.get("_dtf_link")
+        if link is not None:
+            try:
+                link.channel.send(("requirements", reqs))
+                link.channel.send(("tags", self.tags))
+            except Exception:  # noqa: BLE001 - without the link tests still run
+                pass
+        else:
+            self.requirements = reqs
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        req = hardware_requirement(item)
+        if req is None or set(req["any"]) & set(self.tags):
+            return
+        meta = attempt_meta(item.nodeid)
+        allowed = meta.get("hardware") or ()
+        if allowed and set(allowed) & set(self.tags):
+            return  # a retry sent on fallback hardware
+        if self.missing is not None:
+            reason = (
+                f"requires hardware {' or '.join(req['any'])}; this machine has "
+                f"{', '.join(self.tags)}"
+            )
+            if self.missing == "fail":
+                pytest.fail(reason, pytrace=False)
+            pytest.skip(reason)
+        raise HardwareMismatchError(
+            f"test needs {'/'.join(req['any'])} but worker {self.worker_id} has "
+            f"{', '.join(self.tags) or 'nothing'}"
+        )
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, object, object]:
+        factor = float(attempt_meta(item.nodeid).get("timeout_factor") or 1.0)
+        if factor > 1.0 and self.config.pluginmanager.hasplugin("timeout"):
+            _scale_timeout(item, factor)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        meta = attempt_meta(item.nodeid)
+        report.dtf_attempt = int(meta.get("attempt") or 1)  # type: ignore[attr-defined]
+        if item.get_closest_marker("flaky") is not None:
+            report.dtf_peer_marked = True  # type: ignore[attr-defined]
+        if report.failed and call.excinfo is not None:
+            report.dtf_error = record.from_exception(  # type: ignore[attr-defined]
+                call.excinfo.value,
+                phase=call.when,
+                worker=self.worker_id,
+                hardware=self.tags,
+                stderr=report.capstderr,
+                rootdir=self.rootdir,
+            )
+        return report
+
+
+def _scale_timeout(item: pytest.Item, factor: float) -> None:
+    """Give a retry more time under pytest-timeout: the closest marker wins."""
+    marker = item.get_closest_marker("timeout")
+    base: Any = marker.args[0] if marker and marker.args else None
+    if base is None and marker is not None:
+        base = marker.kwargs.get("timeout")
+    if base is None:
+        base = item.config.getvalue("timeout")
+    try:
+        seconds = float(base)
+    except (TypeError, ValueError):
+        return
+    if seconds > 0:
+        item.add_marker(pytest.mark.timeout(seconds * factor), append=False)
