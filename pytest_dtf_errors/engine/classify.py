@@ -1,0 +1,580 @@
+"""ErrorClassifier: an error record -> an ErrorCategory, and the rule that decided.
+
+Order of the rules (the first that decides wins):
+
+1. ``user-type:NAME``   the user's type mapping (``error_categories``), matched
+   against the qualified type name, its last component and every ``mro`` entry.
+2. ``type:NAME``        hard types decided by type alone: AssertionError,
+   SyntaxError (IndentationError, TabError) and pytest's ``Failed`` (unless its
+   message is pytest-timeout's ``Timeout >Ns``). Their message is never read for
+   anything else, so a message that mentions a network error cannot make them
+   retryable.
+3. ``user-pattern:RX``  the user's message patterns (``error_patterns``).
+4. ``type:NAME``        the built-in type tables, qualified ("requests.exceptions.Timeout")
+   then short ("ConnectionRefusedError").
+5. ``mro:NAME``         the class hierarchy: the record's ``mro`` list, or for a
+   built-in exception name alone, Python's own hierarchy
+   (ConnectionAbortedError -> ``mro:builtins.ConnectionError``).
+6. ``chain:cause->...`` the outer type is generic (not decided above): the
+   root cause of ``raise X from Y`` decides if it is not UNKNOWN.
+7. ``errno:ENAME``      errno in the message ("[Errno 28]", "ENOSPC").
+8. ``pattern:ID``       the built-in message patterns (``BUILTIN_PATTERNS``), then the
+   same patterns on ``stderr_tail``.
+9. ``chain:context->...`` / ``chain:group->...`` implicit context and
+   exception-group members.
+10. ``default``         UNKNOWN.
+
+Messages are cut to ``MAX_MESSAGE_CHARS`` (head and tail) before any matching,
+so the work per record is bounded whatever the size of the error text.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno as _errno
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .categories import ErrorCategory
+
+if TYPE_CHECKING:
+    from .config import DtfConfig
+
+__all__ = [
+    "BUILTIN_PATTERNS",
+    "MAX_MESSAGE_CHARS",
+    "Classification",
+    "ErrorClassifier",
+    "coerce_record",
+    "safe_text",
+    "truncate",
+]
+
+E = ErrorCategory
+
+#: Messages longer than this are cut to their first and last half before matching.
+MAX_MESSAGE_CHARS = 4096
+_HALF = MAX_MESSAGE_CHARS // 2
+_MAX_TYPE_CHARS = 256
+_MAX_CHAIN_LINKS = 32
+_MAX_CHAIN_DEPTH = 4
+_CACHE_SIZE = 4096
+_CACHE_KEY_CHARS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The category of an error, the short id of the rule that decided, and why."""
+
+    category: ErrorCategory
+    rule: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"category": self.category.value, "rule": self.rule, "detail": self.detail}
+
+
+# --------------------------------------------------------------------------- text safety
+
+
+def safe_text(value: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Any value -> a str of at most ``limit`` chars (plus a marker); never raises."""
+    if value is None:
+        return ""
+    if type(value) is not str:
+        try:
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                value = bytes(value[: limit * 4]).decode("utf-8", "replace")
+            elif isinstance(value, str):
+                value = str.__str__(value)
+            else:
+                value = str(value)
+                if type(value) is not str:
+                    value = str.__str__(value)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return f"<unprintable {type(value).__name__} object>"
+    return truncate(value, limit)
+
+
+def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Keep the head and the tail of ``text`` when it is longer than ``limit``."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} …[{len(text) - 2 * half} chars cut]… {text[-half:]}"
+
+
+_TB_LAST_LINE = re.compile(r"^([A-Za-z_][\w.]{0,200}):(?: (.*))?$")
+
+
+def coerce_record(error: Any) -> dict[str, Any]:
+    """Any error (record dict, exception, str, None) -> a record dict; never raises."""
+    if isinstance(error, Mapping):
+        return dict(error) if not isinstance(error, dict) else error
+    if isinstance(error, BaseException):
+        return _record_from_exception(error, 0)
+    return {"type": "", "message": safe_text(error)}
+
+
+def _record_from_exception(exc: BaseException, depth: int) -> dict[str, Any]:
+    cls = type(exc)
+    mod = getattr(cls, "__module__", "") or ""
+    name = getattr(cls, "__qualname__", cls.__name__)
+    qual = name if mod in ("builtins", "") else f"{mod}.{name}"
+    rec: dict[str, Any] = {
+        "type": qual,
+        "message": safe_text(exc),
+        "mro": [f"{getattr(k, '__module__', '')}.{k.__qualname__}" for k in cls.__mro__],
+    }
+    if depth < _MAX_CHAIN_DEPTH:
+        chain: list[dict[str, Any]] = []
+        cur: BaseException | None = exc
+        seen = {id(exc)}
+        while cur is not None and len(chain) < 8:
+            nxt = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+            if nxt is None or id(nxt) in seen:
+                break
+            seen.add(id(nxt))
+            link = _record_from_exception(nxt, _MAX_CHAIN_DEPTH)
+            link["relation"] = "cause" if cur.__cause__ is not None else "context"
+            chain.append(link)
+            cur = nxt
+        for member in list(getattr(exc, "exceptions", ()) or ())[:8]:
+            if isinstance(member, BaseException):
+                link = _record_from_exception(member, depth + 1)
+                link["relation"] = "group"
+                chain.append(link)
+        if chain:
+            rec["chain"] = chain
+    return rec
+
+
+# --------------------------------------------------------------------------- type tables
+
+_HARD_TYPES: dict[str, ErrorCategory] = {
+    "AssertionError": E.TEST_ASSERTION_ERROR,
+    "SyntaxError": E.TEST_SYNTAX_ERROR,
+    "IndentationError": E.TEST_SYNTAX_ERROR,
+    "TabError": E.TEST_SYNTAX_ERROR,
+}
+_FAILED_TYPES = frozenset({"Failed", "_pytest.outcomes.Failed", "pytest.fail.Exception",
+                           "Failed.Exception", "XFailed", "_pytest.outcomes.XFailed"})
+
+#: Qualified names checked before short names.
+QUALIFIED_TYPES: dict[str, ErrorCategory] = {
+    "socket.timeout": E.NETWORK_TIMEOUT,
+    "socket.gaierror": E.NETWORK_CONNECTION_ERROR,
+    "socket.herror": E.NETWORK_CONNECTION_ERROR,
+    "requests.exceptions.Timeout": E.NETWORK_TIMEOUT,
+    "requests.Timeout": E.NETWORK_TIMEOUT,
+    "torch.OutOfMemoryError": E.RESOURCE_EXHAUSTED,
+    "torch.cuda.OutOfMemoryError": E.RESOURCE_EXHAUSTED,
+    "concurrent.futures.TimeoutError": E.NETWORK_TIMEOUT,
+    "asyncio.TimeoutError": E.NETWORK_TIMEOUT,
+    "asyncio.exceptions.TimeoutError": E.NETWORK_TIMEOUT,
+}
+
+#: Last component of the type name -> category. Built-in ones are the roots;
+#: their subclasses resolve through the hierarchy.
+SHORT_TYPES: dict[str, ErrorCategory] = {
+    # resources
+    "MemoryError": E.RESOURCE_EXHAUSTED,
+    "OutOfMemoryError": E.RESOURCE_EXHAUSTED,
+    "FileNotFoundError": E.RESOURCE_NOT_FOUND,
+    "BlockingIOError": E.RESOURCE_UNAVAILABLE,
+    # network
+    "TimeoutError": E.NETWORK_TIMEOUT,
+    "ConnectTimeout": E.NETWORK_TIMEOUT,
+    "ReadTimeout": E.NETWORK_TIMEOUT,
+    "WriteTimeout": E.NETWORK_TIMEOUT,
+    "PoolTimeout": E.NETWORK_TIMEOUT,
+    "ConnectTimeoutError": E.NETWORK_TIMEOUT,
+    "ReadTimeoutError": E.NETWORK_TIMEOUT,
+    "TimeoutException": E.NETWORK_TIMEOUT,
+    "ServerTimeoutError": E.NETWORK_TIMEOUT,
+    "DeadlineExceeded": E.NETWORK_TIMEOUT,
+    "ServerSelectionTimeoutError": E.NETWORK_TIMEOUT,
+    "ConnectionError": E.NETWORK_CONNECTION_ERROR,
+    "ConnectionRefusedError": E.NETWORK_CONNECTION_ERROR,
+    "ConnectError": E.NETWORK_CONNECTION_ERROR,
+    "NewConnectionError": E.NETWORK_CONNECTION_ERROR,
+    "NameResolutionError": E.NETWORK_CONNECTION_ERROR,
+    "ClientConnectorError": E.NETWORK_CONNECTION_ERROR,
+    "ServerDisconnectedError": E.NETWORK_CONNECTION_ERROR,
+    "RemoteDisconnected": E.NETWORK_CONNECTION_ERROR,
+    "ConnectionClosed": E.NETWORK_CONNECTION_ERROR,
+    "ConnectionFailure": E.NETWORK_CONNECTION_ERROR,
+    "AutoReconnect": E.NETWORK_CONNECTION_ERROR,
+    "gaierror": E.NETWORK_CONNECTION_ERROR,
+    "InternalServerError": E.NETWORK_SERVER_ERROR,
+    "BadGateway": E.NETWORK_SERVER_ERROR,
+    "ServiceUnavailable": E.NETWORK_SERVER_ERROR,
+    "GatewayTimeout": E.NETWORK_SERVER_ERROR,
+    # tests
+    "ImportError": E.TEST_IMPORT_ERROR,
+    "ModuleNotFoundError": E.TEST_IMPORT_ERROR,
+    "FixtureLookupError": E.TEST_DEPENDENCY_ERROR,
+    "DistributionNotFound": E.TEST_DEPENDENCY_ERROR,
+    "VersionConflict": E.TEST_DEPENDENCY_ERROR,
+    "PackageNotFoundError": E.TEST_DEPENDENCY_ERROR,
+    # hardware (names a coordinator may use for its own synthetic records)
+    "HardwareNotAvailableError": E.HARDWARE_NOT_AVAILABLE,
+    "HardwareMismatchError": E.HARDWARE_MISMATCH,
+    "HardwareCompatibilityError": E.HARDWARE_COMPATIBILITY_ERROR,
+    # workers (synthetic records of a coordinator; execnet's HostNotFound)
+    "WorkerCrashed": E.WORKER_CRASHED,
+    "WorkerCrashedError": E.WORKER_CRASHED,
+    "WorkerDisconnected": E.WORKER_DISCONNECTED,
+    "WorkerDisconnectedError": E.WORKER_DISCONNECTED,
+    "HostNotFound": E.WORKER_DISCONNECTED,
+    "WorkerTimeout": E.WORKER_TIMEOUT,
+    "WorkerTimeoutError": E.WORKER_TIMEOUT,
+    # system
+    "SystemError": E.SYSTEM_CRASH,
+}
+
+
+def _builtin_mros() -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for name in dir(builtins):
+        obj = getattr(builtins, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            out[name] = tuple(k.__name__ for k in obj.__mro__[1:] if k.__module__ == "builtins")
+    out["timeout"] = ("OSError",)
+    return out
+
+
+_BUILTIN_MRO = _builtin_mros()
+
+# --------------------------------------------------------------------------- errno
+
+ERRNO_CATEGORIES: dict[str, ErrorCategory] = {
+    "ENOSPC": E.RESOURCE_EXHAUSTED,
+    "ENOMEM": E.RESOURCE_EXHAUSTED,
+    "EDQUOT": E.RESOURCE_EXHAUSTED,
+    "EMFILE": E.SYSTEM_RESOURCE_LIMIT,
+    "ENFILE": E.SYSTEM_RESOURCE_LIMIT,
+    "EAGAIN": E.RESOURCE_UNAVAILABLE,
+    "EWOULDBLOCK": E.RESOURCE_UNAVAILABLE,
+    "EBUSY": E.RESOURCE_UNAVAILABLE,
+    "EADDRINUSE": E.RESOURCE_UNAVAILABLE,
+    "ENOENT": E.RESOURCE_NOT_FOUND,
+    "ECONNREFUSED": E.NETWORK_CONNECTION_ERROR,
+    "ECONNRESET": E.NETWORK_CONNECTION_ERROR,
+    "ECONNABORTED": E.NETWORK_CONNECTION_ERROR,
+    "EHOSTUNREACH": E.NETWORK_CONNECTION_ERROR,
+    "EHOSTDOWN": E.NETWORK_CONNECTION_ERROR,
+    "ENETUNREACH": E.NETWORK_CONNECTION_ERROR,
+    "ENETDOWN": E.NETWORK_CONNECTION_ERROR,
+    "ENETRESET": E.NETWORK_CONNECTION_ERROR,
+    "EPIPE": E.NETWORK_CONNECTION_ERROR,
+    "ETIMEDOUT": E.NETWORK_TIMEOUT,
+    "ENODEV": E.HARDWARE_NOT_AVAILABLE,
+    "ENXIO": E.HARDWARE_NOT_AVAILABLE,
+}
+_ERRNO_RE = re.compile(r"\[(?:Errno|WinError) (\d{1,5})\]|\b(E[A-Z]{3,14})\b")
+
+# --------------------------------------------------------------------------- patterns
+
+#: (id, category, regex), in priority order: the first that matches wins. All but
+#: ``CASE_SENSITIVE`` ones ignore case.
+BUILTIN_PATTERNS: tuple[tuple[str, ErrorCategory, str], ...] = (
+    ("pytest-timeout", E.WORKER_TIMEOUT,
+     r"^(?:Failed: )?Timeout \(?>\s*\d+(?:\.\d+)?s|\+{5,} Timeout \+{5,}"),
+    ("cuda-oom", E.RESOURCE_EXHAUSTED,
+     (r"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED"
+      r"|cudaErrorMemoryAllocation|CUDA_ERROR_OUT_OF_MEMORY|HIP out of memory"
+      r"|MPS backend out of memory|OutOfMemoryError|RESOURCE_EXHAUSTED: OOM")),
+    ("cuda-no-device", E.HARDWARE_NOT_AVAILABLE,
+     (r"no CUDA-capable device|Found no NVIDIA driver|NVIDIA-SMI has failed"
+      r"|No CUDA GPUs are available|CUDA_ERROR_NO_DEVICE|Torch not compiled with CUDA"
+      r"|couldn't communicate with the NVIDIA driver|cuda(?:GetDeviceCount|Init)\b.{0,40}fail"
+      r"|CUDA (?:is )?(?:not available|unavailable)|no GPU (?:devices? )?(?:found|available)")),
+    ("cuda-incompatible", E.HARDWARE_COMPATIBILITY_ERROR,
+     (r"NVIDIA driver on your system is too old|CUDA driver version is insufficient"
+      r"|no kernel image is available for execution|is not compatible with the current PyTorch"
+      r"|Illegal instruction|unsupported (?:GPU|compute capability)")),
+    ("host-oom", E.RESOURCE_EXHAUSTED,
+     r"cannot allocate memory|out of memory|std::bad_alloc|memory exhausted"),
+    ("disk-full", E.RESOURCE_EXHAUSTED, r"no space left on device|disk quota exceeded"),
+    ("too-many-files", E.SYSTEM_RESOURCE_LIMIT,
+     r"too many open files|can't start new thread|RLIMIT_\w+|resource limit"),
+    ("http-5xx", E.NETWORK_SERVER_ERROR,
+     (r"\b5\d\d Server Error\b|HTTP Error 5\d\d\b|Server error '5\d\d|too many 5\d\d error"
+      r"|\b(?:status(?:[ _]code)?|HTTP/\d(?:\.\d)?|response code)[ :=]*5\d\d\b"
+      r"|\b(?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Time-?out)\b")),
+    ("dns-failure", E.NETWORK_CONNECTION_ERROR,
+     (r"name or service not known|nodename nor servname|temporary failure in name resolution"
+      r"|getaddrinfo failed|failed to resolve|NameResolutionError|could not resolve host"
+      r"|no address associated with hostname|could not translate host name"
+      r"|Name does not resolve|NXDOMAIN")),
+    ("db-connection-refused", E.NETWORK_CONNECTION_ERROR,
+     (r"could not connect to server|connection to server at .{0,200} failed"
+      r"|can't connect to (?:local )?MySQL server|lost connection to MySQL server"
+      r"|server closed the connection unexpectedly|Error \d+ connecting to"
+      r"|\bconnection (?:is )?closed\b")),
+    ("connection-refused", E.NETWORK_CONNECTION_ERROR,
+     (r"connection refused|connection reset|connection aborted|network is unreachable"
+      r"|no route to host|failed to establish a new connection|broken pipe"
+      r"|remote end closed connection|ECONNREFUSED|Max retries exceeded")),
+    ("network-timeout", E.NETWORK_TIMEOUT,
+     r"timed out|\btimeout (?:error|exceeded|expired)|deadline exceeded|ETIMEDOUT"),
+    ("rate-limited", E.RESOURCE_UNAVAILABLE,
+     r"\b429 Client Error|HTTP Error 429|Too Many Requests|rate limit"),
+    ("resource-busy", E.RESOURCE_UNAVAILABLE,
+     (r"resource temporarily unavailable|device or resource busy|address already in use"
+      r"|database is locked|resource (?:is )?(?:busy|unavailable)")),
+    ("not-found", E.RESOURCE_NOT_FOUND,
+     r"no such file or directory|\b404 Client Error|HTTP Error 404|Not Found for url"),
+    ("worker-crash", E.WORKER_CRASHED,
+     (r"segmentation fault|fatal python error|core dumped|\bSIGSEGV\b|\bSIGKILL\b|\bSIGABRT\b"
+      r"|worker '?\w+'? crashed|node down|replacing crashed worker")),
+    ("worker-lost", E.WORKER_DISCONNECTED,
+     r"worker (?:\w+ )?disconnected|connection to (?:the )?worker lost|gateway .{0,40}closed"),
+    ("fixture-missing", E.TEST_DEPENDENCY_ERROR,
+     r"fixture '[^']{1,200}' not found|recursive dependency involving fixture"),
+)
+
+CASE_SENSITIVE = frozenset({"pytest-timeout", "cuda-oom", "http-5xx", "fixture-missing"})
+
+
+def _flags(pid: str) -> str:
+    return "" if pid in CASE_SENSITIVE else "i"
+
+
+_COMPILED = tuple(
+    (pid, cat, re.compile(f"(?{_flags(pid)}m:{rx})" if _flags(pid) else rx, re.MULTILINE))
+    for pid, cat, rx in BUILTIN_PATTERNS
+)
+# One pass over the text tells whether, and from which pattern on, anything can match.
+_ANY = re.compile(
+    "|".join(f"(?P<p{i}>(?{_flags(pid)}m:{rx}))" for i, (pid, _, rx) in enumerate(BUILTIN_PATTERNS)),
+    re.MULTILINE,
+)
+_TIMEOUT_RX = _COMPILED[0][2]
+
+_DETAIL_SOURCE = {"message": "message", "stderr": "stderr tail"}
+
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _strip_builtins(name: str) -> str:
+    return name.removeprefix("builtins.")
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+class ErrorClassifier:
+    """Classifies error records; compiled patterns and a small result cache per instance."""
+
+    def __init__(self, config: DtfConfig | None = None) -> None:
+        self.config = config
+        user_types: dict[str, ErrorCategory] = {}
+        user_patterns: list[tuple[str, ErrorCategory, re.Pattern[str]]] = []
+        if config is not None:
+            user_types = {_strip_builtins(k): v for k, v in config.error_categories.items()}
+            user_patterns = [(rx, cat, re.compile(rx)) for rx, cat in config.error_patterns.items()]
+        self._user_types = user_types
+        self._user_short = {_short(k): v for k, v in user_types.items() if "." not in k}
+        self._user_patterns = user_patterns
+        self._cache: dict[tuple[Any, ...], Classification] = {}
+
+    # public ---------------------------------------------------------------
+    def classify(self, record: Any) -> Classification:
+        """The category of ``record`` (any error) and the rule that decided; never raises."""
+        try:
+            return self._classify(coerce_record(record), 0)
+        except RecursionError:
+            return Classification(E.UNKNOWN, "default", "The error record was too deeply nested.")
+        except Exception as exc:  # noqa: BLE001 - a malformed record must never break a run
+            return Classification(E.UNKNOWN, "default",
+                                  f"The error record could not be read ({type(exc).__name__}).")
+
+    explain = classify
+
+    def categorize(self, record: Any) -> ErrorCategory:
+        return self.classify(record).category
+
+    def cache_clear(self) -> None:
+        self._cache.clear()
+
+    # internals ------------------------------------------------------------
+    def _classify(self, rec: Mapping[str, Any], depth: int) -> Classification:
+        raw_type = rec.get("type")
+        type_name = raw_type if type(raw_type) is str and len(raw_type) <= _MAX_TYPE_CHARS \
+            else safe_text(raw_type, _MAX_TYPE_CHARS)
+        raw_msg = rec.get("message")
+        message = raw_msg if type(raw_msg) is str and len(raw_msg) <= MAX_MESSAGE_CHARS \
+            else safe_text(raw_msg)
+        type_name = type_name.strip()
+        if not type_name:
+            type_name, message = self._from_traceback(rec, message)
+        mro = rec.get("mro")
+        mro_key: tuple[str, ...] = ()
+        if mro:
+            if isinstance(mro, (list, tuple)):
+                mro_key = tuple(safe_text(m, _MAX_TYPE_CHARS) for m in mro[:32])
+            else:
+                mro_key = ()
+        chain = rec.get("chain")
+        if not isinstance(chain, (list, tuple)):
+            chain = ()
+        stderr = rec.get("stderr_tail")
+
+        cacheable = not chain and not stderr and len(message) <= _CACHE_KEY_CHARS
+        if cacheable:
+            key = (type_name, message, mro_key)
+            hit = self._cache.get(key)
+            if hit is None:
+                hit = self._by_type(type_name, message, mro_key) or self._by_message(
+                    message, "message") or Classification(
+                    E.UNKNOWN, "default", f"No rule matched {type_name or 'the error'}.")
+                if len(self._cache) >= _CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = hit
+            return hit
+        hit = self._by_type(type_name, message, mro_key)
+        if hit is not None:
+            return hit
+
+        # The outer type is generic: causes first, then the message, then context.
+        causes, others = [], []
+        if chain and depth < _MAX_CHAIN_DEPTH:
+            for link in chain[:_MAX_CHAIN_LINKS]:
+                if isinstance(link, Mapping):
+                    rel = link.get("relation", "cause")
+                    (causes if rel == "cause" else others).append(link)
+        for link in reversed(causes):
+            found = self._from_link(link, "cause", depth)
+            if found is not None:
+                return found
+        found = self._by_message(message, "message")
+        if found is not None:
+            return found
+        if stderr:
+            found = self._by_message(safe_text(stderr), "stderr")
+            if found is not None:
+                return found
+        for link in reversed([x for x in others if x.get("relation") != "group"]):
+            found = self._from_link(link, str(link.get("relation", "context")), depth)
+            if found is not None:
+                return found
+        for link in others:
+            if link.get("relation") == "group":
+                found = self._from_link(link, "group", depth)
+                if found is not None:
+                    return found
+        return Classification(E.UNKNOWN, "default", f"No rule matched {type_name or 'the error'}.")
+
+    def _from_link(self, link: Mapping[str, Any], relation: str,
+                   depth: int) -> Classification | None:
+        inner = self._classify(link, depth + 1)
+        if inner.category is E.UNKNOWN:
+            return None
+        return Classification(inner.category, f"chain:{relation}->{inner.rule}",
+                              f"The {relation} decides: {inner.detail}")
+
+    def _from_traceback(self, rec: Mapping[str, Any], message: str) -> tuple[str, str]:
+        tb = rec.get("traceback")
+        if not tb:
+            return "", message
+        text = safe_text(tb)
+        for line in reversed(text.strip().splitlines()[-5:]):
+            m = _TB_LAST_LINE.match(line.strip())
+            if m and _short(m.group(1))[:1].isupper():
+                return m.group(1), message or (m.group(2) or "")
+        return "", message
+
+    def _by_type(self, type_name: str, message: str,
+                 mro: tuple[str, ...]) -> Classification | None:
+        """Rules 1-5 (user types, hard types, user patterns, type tables, hierarchy)."""
+        name = _strip_builtins(type_name)
+        short = _short(name)
+        names = [name] + [_strip_builtins(m) for m in mro]
+        # 1. user type mapping
+        if self._user_types:
+            for n in names:
+                for k in (n, _short(n)):
+                    cat = self._user_types.get(k) if k == n else self._user_short.get(k)
+                    if cat is not None:
+                        return Classification(cat, f"user-type:{k}",
+                                              f"The type {n} is mapped to {cat.value} by the config.")
+        # 2. hard types: decided by type alone
+        for n in names:
+            cat = _HARD_TYPES.get(_short(n)) or _HARD_TYPES.get(_builtin_hard(n))
+            if cat is not None:
+                rule = f"type:{short}" if n == name else f"mro:builtins.{_short(n)}"
+                return Classification(cat, rule, f"{short} is decided by its type: {cat.value}.")
+        if short in ("Failed", "XFailed") or name in _FAILED_TYPES:
+            if _TIMEOUT_RX.search(message):
+                return Classification(E.WORKER_TIMEOUT, "pattern:pytest-timeout",
+                                       "pytest-timeout stopped the test (Timeout >Ns).")
+            return Classification(E.TEST_ASSERTION_ERROR, f"type:{short}",
+                                  "pytest.fail() failed the test.")
+        # 3. user patterns
+        for rx, cat, compiled in self._user_patterns:
+            if compiled.search(message):
+                return Classification(cat, f"user-pattern:{rx}",
+                                      f"The message matches the configured pattern {rx!r}.")
+        # 4. type tables
+        cat = QUALIFIED_TYPES.get(name)
+        if cat is not None:
+            return Classification(cat, f"type:{name}", f"The type {name} is a {cat.value}.")
+        cat = SHORT_TYPES.get(short)
+        if cat is not None:
+            return Classification(cat, f"type:{short}", f"The type {short} is a {cat.value}.")
+        # 5. hierarchy: the record's mro, else Python's own for a built-in name
+        for qual in mro[1:]:
+            n = _strip_builtins(qual)
+            cat = QUALIFIED_TYPES.get(n) or SHORT_TYPES.get(_short(n))
+            if cat is not None:
+                return Classification(cat, f"mro:{qual}",
+                                      f"{short} derives from {qual}, a {cat.value}.")
+        if not mro and ("." not in name):
+            for base in _BUILTIN_MRO.get(name, ()):
+                cat = SHORT_TYPES.get(base)
+                if cat is not None:
+                    return Classification(cat, f"mro:builtins.{base}",
+                                          f"{short} derives from builtins.{base}, a {cat.value}.")
+        return None
+
+    def _by_message(self, text: str, source: str) -> Classification | None:
+        """Rules 7-8: errno, then the built-in patterns (first in priority order wins)."""
+        if not text:
+            return None
+        m = _ERRNO_RE.search(text)
+        if m is not None:
+            for m in _ERRNO_RE.finditer(text):
+                ename = _errno.errorcode.get(int(m.group(1))) if m.group(1) else m.group(2)
+                cat = ERRNO_CATEGORIES.get(ename or "")
+                if cat is not None:
+                    return Classification(cat, f"errno:{ename}",
+                                          f"The {_DETAIL_SOURCE[source]} carries {ename}, "
+                                          f"a {cat.value}.")
+        m = _ANY.search(text)
+        if m is None:
+            return None
+        best = int(m.lastgroup[1:]) if m.lastgroup else len(_COMPILED)
+        for i in range(best):
+            if _COMPILED[i][2].search(text):
+                best = i
+                break
+        pid, cat, _ = _COMPILED[best]
+        return Classification(cat, f"pattern:{pid}",
+                              f"The {_DETAIL_SOURCE[source]} matches the {pid} pattern.")
+
+
+
+def _builtin_hard(name: str) -> str:
+    """A built-in subclass of a hard type resolves to it (e.g. a custom TabError)."""
+    for base in _BUILTIN_MRO.get(name, ()):
+        if base in _HARD_TYPES:
+            return base
+    return ""

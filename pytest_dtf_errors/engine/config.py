@@ -1,0 +1,337 @@
+"""DtfConfig: one validated configuration from a dict, ``[tool.dtf]`` or a TOML file.
+
+Every problem raises ``ConfigError(key, message)``; its ``str`` names the full
+key path, e.g. ``retry_policies.NETWORK_TIMEOUT.max_retries: must be a
+non-negative integer, got -1``. Errors from a file are prefixed by the file.
+
+User regexes are defended against catastrophic backtracking twice: at load
+time a static check (on Python's own parse of the regex) rejects nested
+quantifiers (``(a+)+``, ``(a*)*``, ``(\\w+\\s?)+``, ``(.*a){12}``) and
+alternatives that start alike under a quantifier (``(a|a)*``, ``(.|x)+``); at
+run time every pattern only ever sees the message cut to ``MAX_MESSAGE_CHARS``
+characters (4096), which bounds what a polynomial pattern the check lets
+through can cost.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .categories import ErrorCategory
+from .retry import POLICY_FIELDS
+
+__all__ = [
+    "KNOWN_KEYS",
+    "ConfigError",
+    "DtfConfig",
+    "check_regex",
+    "load_config",
+    "load_config_file",
+    "load_pyproject",
+]
+
+KNOWN_KEYS = ("custom_categories", "error_categories", "retry_policies", "error_patterns",
+              "similarity_threshold")
+MAX_REGEX_CHARS = 1000
+
+Validator = Callable[[Any, str], Any]
+
+
+class ConfigError(ValueError):
+    """A configuration problem: ``key`` is the full key path, ``message`` what is wrong."""
+
+    def __init__(self, key: str, message: str, source: str | None = None) -> None:
+        super().__init__(key, message)
+        self.key = key
+        self.message = message
+        self.source = source
+
+    def __str__(self) -> str:
+        text = f"{self.key}: {self.message}" if self.key else self.message
+        return f"{self.source}: {text}" if self.source else text
+
+
+@dataclass
+class DtfConfig:
+    """The validated configuration the engine (and the plugin, via ``extras``) reads."""
+
+    error_categories: dict[str, ErrorCategory] = field(default_factory=dict)
+    retry_policies: dict[ErrorCategory, dict[str, Any]] = field(default_factory=dict)
+    error_patterns: dict[str, ErrorCategory] = field(default_factory=dict)
+    similarity_threshold: float = 0.8
+    custom_categories: list[ErrorCategory] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+    source: str = "config"
+
+
+# --------------------------------------------------------------------------- regex safety
+
+try:  # Python 3.11+
+    import re._parser as _sre_parse  # type: ignore[import-not-found]
+    from re._constants import MAXREPEAT as _MAXREPEAT  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    from sre_constants import MAXREPEAT as _MAXREPEAT  # type: ignore[no-redef]
+
+_REPEATS = {"MAX_REPEAT", "MIN_REPEAT"}
+_LARGE = 64  # a repeat bound above this counts as unbounded
+_NESTED = "a quantifier nested inside another quantifier"
+
+
+def _first(branch: Any) -> Any:
+    return branch[0] if len(branch) else None
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None  # two empty alternatives: (a|a) parses as a(|)
+    if str(a[0]) == "ANY" or str(b[0]) == "ANY":
+        return True
+    return str(a[0]) == str(b[0]) and repr(a[1]) == repr(b[1])
+
+
+def _walk(parsed: Any, outer: int) -> str | None:
+    """The first backtracking hazard in a parsed regex, or None.
+
+    ``outer``: 0 outside any repeat, 1 inside a bounded repeat (max > 1), 2 inside an
+    unbounded one. Hazards: a repeat with max > 1 inside an unbounded repeat, an
+    unbounded repeat inside any repeat, and alternatives that start alike inside a repeat.
+    """
+    for op, av in parsed:
+        opname = str(op)
+        if opname in _REPEATS:
+            _lo, hi, sub = av
+            level = 2 if (hi == _MAXREPEAT or hi > _LARGE) else (1 if hi > 1 else 0)
+            if (outer == 2 and level >= 1) or (outer >= 1 and level == 2):
+                return _NESTED
+            found = _walk(sub, max(outer, level))
+            if found:
+                return found
+        elif opname == "SUBPATTERN":
+            found = _walk(av[-1], outer)
+            if found:
+                return found
+        elif opname == "BRANCH":
+            branches = av[1]
+            if outer:
+                firsts = [_first(b) for b in branches]
+                for i, a in enumerate(firsts):
+                    if any(_overlap(a, b) for b in firsts[i + 1:]):
+                        return "alternatives that start alike inside a quantifier"
+            for branch in branches:
+                found = _walk(branch, outer)
+                if found:
+                    return found
+        elif opname in ("ASSERT", "ASSERT_NOT"):
+            found = _walk(av[1], outer)
+            if found:
+                return found
+        # ATOMIC_GROUP and POSSESSIVE_REPEAT never backtrack: not descended into.
+    return None
+
+
+def check_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a user regex; raise ValueError if invalid or prone to catastrophic backtracking."""
+    if len(pattern) > MAX_REGEX_CHARS:
+        raise ValueError(f"regex longer than {MAX_REGEX_CHARS} characters")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex: {exc}") from None
+    try:
+        problem = _walk(_sre_parse.parse(pattern), 0)
+    except Exception:  # noqa: BLE001 - parser internals moved: fall back to a textual check
+        problem = ("a quantifier nested inside another quantifier"
+                   if re.search(r"[+*}]\)*[+*{]|[+*]\)[+*{?]", pattern) else None)
+    if problem:
+        raise ValueError(
+            f"regex may backtrack catastrophically ({problem}); rewrite it without nested "
+            f"quantifiers, or use an atomic group (?>...) or a possessive quantifier"
+        )
+    return compiled
+
+
+# --------------------------------------------------------------------------- value checks
+
+
+def _category(value: Any, key: str) -> ErrorCategory:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a category name, got {type(value).__name__} {value!r}")
+    try:
+        return ErrorCategory.lookup(value)
+    except KeyError:
+        raise ConfigError(
+            key, f"unknown category {value!r}; known: {', '.join(ErrorCategory.names())}"
+        ) from None
+
+
+def _table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a table/dict, got {type(value).__name__}")
+    for k in value:
+        if not isinstance(k, str) or not k:
+            raise ConfigError(key, f"keys must be non-empty strings, got {k!r}")
+    return value
+
+
+def _number(value: Any, key: str, *, lo: float = 0.0, hi: float | None = None) -> float:
+    want = f"a number between {lo:g} and {hi:g}" if hi is not None else "a non-negative number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, f"must be {want}, got {type(value).__name__} {value!r}")
+    if math.isnan(value) or math.isinf(value) or value < lo or (hi is not None and value > hi):
+        raise ConfigError(key, f"must be {want}, got {value!r}")
+    return float(value)
+
+
+def _policy(value: Any, key: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, v in _table(value, key).items():
+        k = f"{key}.{name}"
+        if name == "max_retries":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(k, f"must be a non-negative integer, got {v!r}")
+            out[name] = v
+        elif name == "retry_jitter":
+            out[name] = _number(v, k, lo=0.0, hi=1.0)
+        elif name in ("retry_delay_seconds", "retry_backoff_factor", "max_retry_delay_seconds"):
+            out[name] = _number(v, k)
+        elif name in ("categories_to_retry", "categories_to_skip"):
+            if not isinstance(v, (list, tuple)):
+                raise ConfigError(k, f"must be a list of category names, got {type(v).__name__}")
+            out[name] = [_category(c, f"{k}[{i}]") for i, c in enumerate(v)]
+        else:
+            raise ConfigError(k, f"unknown key; expected one of: {', '.join(POLICY_FIELDS)}")
+    return out
+
+
+def _custom_categories(value: Any, key: str) -> list[ErrorCategory]:
+    if isinstance(value, Mapping):
+        items = [(n, v, f"{key}.{n}") for n, v in _table(value, key).items()]
+    elif isinstance(value, (list, tuple)):
+        items = [(n, None, f"{key}[{i}]") for i, n in enumerate(value)]
+    else:
+        raise ConfigError(key, f"must be a list of names or a table of name = value, "
+                               f"got {type(value).__name__}")
+    out = []
+    for name, val, k in items:
+        if not isinstance(name, str) or (val is not None and not isinstance(val, str)):
+            raise ConfigError(k, f"must be a string, got {name if val is None else val!r}")
+        try:
+            out.append(ErrorCategory.register(name, val))
+        except ValueError as exc:
+            raise ConfigError(k, str(exc)) from None
+    return out
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def load_config(
+    data: Mapping[str, Any] | None,
+    *,
+    source: str = "config",
+    extra_keys: Mapping[str, Validator] | None = None,
+    prefix: str = "",
+) -> DtfConfig:
+    """Validate ``data`` (the guide's keys, plus ``extra_keys``) into a DtfConfig.
+
+    ``source`` other than "config" (a file name) prefixes error messages;
+    ``prefix`` (e.g. "tool.dtf.") is put before every key path.
+    """
+    shown = None if source in ("config", "") else source
+    try:
+        return _load(data or {}, source, extra_keys or {}, prefix)
+    except ConfigError as exc:
+        if exc.source is None:
+            exc.source = shown
+        raise
+
+
+def _load(data: Any, source: str, extra_keys: Mapping[str, Validator], prefix: str) -> DtfConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix.rstrip(".") or "config",
+                          f"must be a table/dict, got {type(data).__name__}")
+    cfg = DtfConfig(source=source)
+    for key in data:
+        if key not in KNOWN_KEYS and key not in extra_keys:
+            known = ", ".join(list(KNOWN_KEYS) + sorted(extra_keys))
+            raise ConfigError(f"{prefix}{key}", f"unknown key; expected one of: {known}")
+    # custom categories first: the other keys may name them
+    if "custom_categories" in data:
+        cfg.custom_categories = _custom_categories(data["custom_categories"],
+                                                   f"{prefix}custom_categories")
+    if "error_categories" in data:
+        key = f"{prefix}error_categories"
+        for type_name, cat in _table(data["error_categories"], key).items():
+            cfg.error_categories[type_name] = _category(cat, f"{key}.{type_name}")
+    if "retry_policies" in data:
+        key = f"{prefix}retry_policies"
+        for cat_name, policy in _table(data["retry_policies"], key).items():
+            k = f"{key}.{cat_name}"
+            try:
+                cat = ErrorCategory.lookup(cat_name)
+            except KeyError:
+                raise ConfigError(k, f"unknown category {cat_name!r}; known: "
+                                     f"{', '.join(ErrorCategory.names())}") from None
+            cfg.retry_policies[cat] = _policy(policy, k)
+    if "error_patterns" in data:
+        key = f"{prefix}error_patterns"
+        for rx, cat in _table(data["error_patterns"], key).items():
+            k = f"{key}.{rx!r}"
+            try:
+                check_regex(rx)
+            except ValueError as exc:
+                raise ConfigError(k, str(exc)) from None
+            cfg.error_patterns[rx] = _category(cat, k)
+    if "similarity_threshold" in data:
+        cfg.similarity_threshold = _number(data["similarity_threshold"],
+                                           f"{prefix}similarity_threshold", lo=0.0, hi=1.0)
+    for name, validator in extra_keys.items():
+        if name in data:
+            k = f"{prefix}{name}"
+            try:
+                cfg.extras[name] = validator(data[name], k)
+            except ConfigError:
+                raise
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(k, str(exc)) from None
+    return cfg
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), f"not UTF-8 text: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), f"invalid TOML: {exc}") from None
+
+
+def load_config_file(path: str | Path,
+                     extra_keys: Mapping[str, Validator] | None = None) -> DtfConfig:
+    """A standalone TOML file with the config keys at its top level."""
+    return load_config(_read_toml(path), source=str(path), extra_keys=extra_keys)
+
+
+def load_pyproject(path: str | Path,
+                   extra_keys: Mapping[str, Validator] | None = None) -> DtfConfig | None:
+    """``[tool.dtf]`` of a pyproject.toml, or None if the file has no such table."""
+    data = _read_toml(path)
+    tool = data.get("tool")
+    if not isinstance(tool, Mapping) or "dtf" not in tool:
+        return None
+    return load_config(tool["dtf"], source=str(path), extra_keys=extra_keys, prefix="tool.dtf.")
