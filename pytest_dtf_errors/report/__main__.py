@@ -1,0 +1,77 @@
+"""`python -m pytest_dtf_errors.report errors.json`: print a saved report.
+
+Reads a --dtf-report file (a CI artifact, say) and prints its summary counts
+and pattern table with the terminal summary's own formatting. Exit status 0,
+or 2 with a one-line message when the file is missing or not a valid report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from typing import Any
+
+from .json_report import validate
+from .terminal import counts_line, report_lines
+
+
+def load(path: str) -> dict[str, Any]:
+    """The report at path, validated; ValueError with a message saying what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    try:
+        validate(data)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a pytest-dtf-errors report: {exc}") from None
+    return data  # type: ignore[no-any-return]
+
+
+def run_line(run: dict[str, Any]) -> str:
+    """One line on where the report came from."""
+    versions = ", ".join(
+        f"{name} {run[key]}"
+        for key, name in (("plugin", "pytest-dtf-errors"), ("pytest", "pytest"), ("xdist", "xdist"))
+        if run.get(key)
+    )
+    workers = len(run.get("workers") or ())
+    return f"run: {versions or 'versions unknown'}; {run.get('start')} -> {run.get('end')}; {workers} worker{'s' * (workers != 1)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_dtf_errors.report",
+        description="Print the summary and error-pattern table of a saved --dtf-report file.",
+    )
+    parser.add_argument("report", help="the JSON file written by --dtf-report")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="every test and pattern")
+    parser.add_argument(
+        "--width", type=int, default=None, help="line width (default: the terminal's)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        report = load(args.report)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    width = args.width or shutil.get_terminal_size((80, 24)).columns
+    print(f"dtf report: {args.report}")
+    print(run_line(report["run"]))
+    lines = report_lines(report, verbose=args.verbose, width=width)
+    if not lines:
+        lines = [(counts_line(report["summary"]), {})]
+    for text, _markup in lines:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
