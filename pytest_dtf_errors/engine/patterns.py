@@ -36,36 +36,47 @@ _MAX_FINGERPRINTS = 50_000
 _TEMPLATE_CHARS = 512
 _TOP_FRAMES = 3
 
-# Order matters: wide shapes (URLs, timestamps, UUIDs) before the numbers inside them.
-_SUBS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(rx, flags), repl)
-    for rx, repl, flags in (
-        (r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s'\"<>()]+", "<url>", 0),
-        (r"\b[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+\b", "<email>", 0),
+# (regex, placeholder, flags, gate): without a gate substring in the text the regex
+# cannot match, and a cheap `in` test skips it. Order matters: wide shapes (URLs, timestamps, UUIDs)
+# go before the numbers inside them.
+_SUBS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = tuple(
+    (re.compile(rx, flags), repl, (gate,) if isinstance(gate, str) and gate else tuple(gate))
+    for rx, repl, flags, gate in (
+        (r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s'\"<>()]+", "<url>", 0, "://"),
+        (r"\b[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+\b", "<email>", 0, "@"),
         (r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
-         "<timestamp>", 0),
-        (r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<time>", 0),
-        (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<uuid>", re.IGNORECASE),
-        (r"\b0x[0-9a-f]+\b", "<hex>", re.IGNORECASE),
-        (r"(?<![\w:])(?=[0-9a-f:]*\d)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])", "<ip>", re.IGNORECASE),
-        (r"\b\d{1,3}(?:\.\d{1,3}){3}\b", "<ip>", 0),
-        (r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", "<hex>", re.IGNORECASE),
-        (r"(?:\b[A-Za-z]:)?(?:[\\/][\w.@+~-]+){2,}[\\/]?|\b[\w.-]+(?:/[\w.@+-]+)+", "<path>", 0),
-        (r"'[^'\n]{0,200}'", "'<val>'", 0),
-        (r"\"[^\"\n]{0,200}\"", "\"<val>\"", 0),
-        (r"\b(?:localhost|[\w-]+(?:\.[\w-]+)+)(?=:\d)", "<host>", 0),
-        (r"(?<=:)\d{2,5}\b", "<port>", 0),
-        (r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "<n>", 0),
-        (r"\s+", " ", 0),
+         "<timestamp>", 0, "-"),
+        (r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<time>", 0, ":"),
+        (r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<uuid>",
+         re.IGNORECASE, "-"),
+        (r"\b0x[0-9a-f]+\b", "<hex>", re.IGNORECASE, "0x"),
+        (r"(?<![\w:])(?=[0-9a-f:]*\d)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])", "<ip>",
+         re.IGNORECASE, ":"),
+        (r"\b\d{1,3}(?:\.\d{1,3}){3}\b", "<ip>", 0, "."),
+        (r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", "<hex>", re.IGNORECASE, ""),
+        (r"(?:\b[A-Za-z]:)?(?:[\\/][\w.@+~-]+){2,}[\\/]?|\b[\w.-]+(?:/[\w.@+-]+)+", "<path>", 0,
+         ("/", "\\")),
+        (r"'[^'\n]{0,200}'", "'<val>'", 0, "'"),
+        (r"\"[^\"\n]{0,200}\"", "\"<val>\"", 0, '"'),
+        (r"\b(?:localhost|[\w-]+(?:\.[\w-]+)+)(?=:\d)", "<host>", 0, ":"),
+        (r"(?<=:)\d{2,5}\b", "<port>", 0, ":"),
+        (r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "<n>", 0, ""),
+        (r"\s+", " ", 0, ""),
     )
 )
+_HAS_DIGIT = re.compile(r"\d")
 
 
 def normalize_message(text: Any) -> str:
     """Replace variable parts (numbers, ids, addresses, paths, quoted values, ...) by
     placeholders so that messages of one template normalize to one string."""
     s = safe_text(text, MAX_NORMALIZE_CHARS)
-    for rx, repl in _SUBS:
+    digits = _HAS_DIGIT.search(s) is not None
+    for rx, repl, gate in _SUBS:
+        if gate and not any(g in s for g in gate):
+            continue
+        if not digits and repl in ("<n>", "<hex>", "<time>", "<timestamp>", "<port>", "<ip>"):
+            continue
         s = rx.sub(repl, s)
     return s.strip()
 
