@@ -51,6 +51,7 @@ class _CategoryMeta(type):
     _by_name: ClassVar[dict[str, Any]] = {}
     _by_value: ClassVar[dict[str, Any]] = {}
     _root: ClassVar[Any] = None
+    _sealed: ClassVar[bool] = False  # set once the built-in members exist
     _lock: ClassVar[threading.RLock] = threading.RLock()
 
     def __new__(mcls, cls_name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> Any:
@@ -64,6 +65,7 @@ class _CategoryMeta(type):
             _CategoryMeta._root = cls
         for k, v in declared.items():
             cls._add_member(k, v, None)  # type: ignore[attr-defined]
+        _CategoryMeta._sealed = True
         return cls
 
     def __call__(cls, value: Any) -> Any:
@@ -121,6 +123,7 @@ class ErrorCategory(str, metaclass=_CategoryMeta):
 
     name: str
     _family: str
+    _builtin: bool
 
     @classmethod
     def _add_member(cls, name: str, value: str | None, family: str | None) -> ErrorCategory:
@@ -146,13 +149,14 @@ class ErrorCategory(str, metaclass=_CategoryMeta):
             member = str.__new__(cls, value)
             member.name = name
             if family is None:
-                if _CategoryMeta._root is cls and name == "UNKNOWN":
+                if not _CategoryMeta._sealed and name == "UNKNOWN":
                     family = "other"
-                elif _CategoryMeta._root is cls:
+                elif not _CategoryMeta._sealed:
                     family = _BUILTIN_FAMILY.get(name.split("_", 1)[0], "other")
                 else:
                     family = "custom"
             member._family = family
+            member._builtin = not _CategoryMeta._sealed
             _CategoryMeta._by_name[name] = member
             _CategoryMeta._by_value[value] = member
             type.__setattr__(_CategoryMeta._root, name, member)
@@ -207,7 +211,8 @@ class ErrorCategory(str, metaclass=_CategoryMeta):
 
     @property
     def is_builtin(self) -> bool:
-        return self._family != "custom"
+        """True for the 19 categories of the guide, False for added ones."""
+        return self._builtin
 
     def __repr__(self) -> str:
         return f"<ErrorCategory.{self.name}: {self.value!r}>"
