@@ -88,13 +88,17 @@ def default_budget(collected: int) -> int:
 
 
 class _PatternStats:
-    __slots__ = ("tests", "failed_retries", "recovered", "tripped")
+    """What the breaker knows of one error pattern."""
+
+    __slots__ = ("tests", "failed_retries", "recovered", "tripped", "outstanding", "held")
 
     def __init__(self) -> None:
         self.tests: set[str] = set()
         self.failed_retries = 0
         self.recovered = 0
         self.tripped = False
+        self.outstanding = 0  # retries sent whose result is not known yet
+        self.held: list[RetryRequest] = []  # retries waiting for the probes' verdict
 
 
 class Controller:
@@ -184,6 +188,7 @@ class Controller:
         elif any(a.failed for a in rec.attempts):
             self.ledger.finalize(nodeid, "flaky")
             self._recovered(nodeid, att)
+            self._retry_resolved(nodeid)
         else:
             self.ledger.finalize(nodeid, "passed")
 
@@ -223,18 +228,25 @@ class Controller:
         stats = self._pattern(att.pattern, nodeid)
         if att.attempt > 1:
             stats.failed_retries += 1
+            self._retry_resolved(nodeid)
         if getattr(report, "dtf_peer_marked", False) and self.settings.peer_installed:
             decision = Decision(False, reason=f"marked flaky: left to {self.settings.peer_installed}")
         else:
             decision = self._retry_decision(nodeid, att, result, phase, stats)
         att.decision = decision
+        if not decision.retry:
+            text = f"{att.category} (rule {att.rule}, pattern {att.pattern}): {decision.reason}"
+            crashed = self.crashed_on.get(nodeid)
+            if crashed:
+                text += f"\nit took down {len(crashed)} worker(s): {', '.join(crashed)}"
+            report.sections.append(("dtf", text))
         self._act(att, decision)
         if decision.retry:
             self.ledger.retries_used += 1
             self.waiting.add(nodeid)
-            assert self.dispatcher is not None
-            self.dispatcher.submit(self._request(nodeid, att, decision))
+            stats.held.append(self._request(nodeid, att, decision))
         self._check_breaker(att.pattern, stats)
+        self._release(stats)
 
     def _timeout(self) -> float | None:
         value = getattr(self.config.option, "timeout", None)
@@ -357,6 +369,34 @@ class Controller:
                     )
 
     # -- the pattern breaker --------------------------------------------------
+    # A pattern seen in several tests is probed like a half-open circuit
+    # breaker: at most breaker_min_failed_retries of its retries are out at
+    # once; the rest wait until a probe passes (release them) or enough
+    # probes fail (trip: they fail without running).
+    def _probing(self, stats: _PatternStats) -> bool:
+        s = self.settings
+        return (
+            len(stats.tests) >= s.breaker_min_tests
+            and not stats.recovered
+            and stats.outstanding >= s.breaker_min_failed_retries
+        )
+
+    def _release(self, stats: _PatternStats) -> None:
+        assert self.dispatcher is not None
+        while stats.held and not stats.tripped and not self._probing(stats):
+            stats.outstanding += 1
+            self.dispatcher.submit(stats.held.pop(0))
+
+    def _retry_resolved(self, nodeid: str) -> None:
+        """The latest retry of ``nodeid`` has a result: its pattern may send the next."""
+        attempts = self.ledger.test(nodeid).attempts
+        if len(attempts) < 2:
+            return
+        stats = self.patterns.get(attempts[-2].pattern or "?")
+        if stats is not None:
+            stats.outstanding = max(0, stats.outstanding - 1)
+            self._release(stats)
+
     def _breaker_reason(self, pattern: str | None, stats: _PatternStats) -> str:
         return (
             f"pattern {pattern} is systemic: it failed in {len(stats.tests)} tests and "
@@ -377,6 +417,15 @@ class Controller:
         reason = self._breaker_reason(pattern, stats)
         cancelled = []
         assert self.dispatcher is not None
+        for request in stats.held:
+            last = self.ledger.test(request.nodeid).attempts[-1]
+            self.waiting.discard(request.nodeid)
+            self.ledger.retries_used -= 1
+            if last.decision is not None:
+                last.decision.reason += f"; cancelled: {reason}"
+            cancelled.append(request.nodeid)
+            self.fail_final(request.nodeid, "failed", f"retry cancelled: {reason}", last)
+        stats.held.clear()
         for nodeid in sorted(stats.tests):
             rec = self.ledger.test(nodeid)
             last = rec.attempts[-1] if rec.attempts else None

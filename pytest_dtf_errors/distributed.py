@@ -120,7 +120,7 @@ class XdistGlue:
                 f"dtf: --dist {dist} is not supported by the retry scheduler; "
                 "falling back to --dist load"
             )
-        self.sched = DtfScheduling(len(parse_tx_spec_config(config)), dist, self, log)
+        self.sched = DtfScheduling(config, len(parse_tx_spec_config(config)), dist, self, log)
         ds = self.dsession
         ds.worker_dtf_tick = self._on_tick
         self.waker = Waker(ds.queue.put)

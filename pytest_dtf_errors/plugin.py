@@ -34,6 +34,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings, engine_config, values = dtf_settings.load_settings(config)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
+        if settings.retry:
+            # The controller counts final failures for --maxfail; a worker would
+            # count failures that are going to be retried and stop too early.
+            config.option.maxfail = 0
         tags = _worker_tags(config)
         config.pluginmanager.register(
             WorkerPlugin(config, str(workerinput.get("workerid", "?")), tags), "dtf_worker"

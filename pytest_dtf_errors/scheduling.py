@@ -69,7 +69,10 @@ def node_id(node: Any) -> str:
 class DtfScheduling:
     """xdist ``Scheduling`` with a retry queue, worker constraints and hardware routing."""
 
-    def __init__(self, numnodes: int, mode: str, placement: Placement, log: Any = None) -> None:
+    def __init__(
+        self, config: Any, numnodes: int, mode: str, placement: Placement, log: Any = None
+    ) -> None:
+        self.config = config  # peers (pytest-rerunfailures) read sched.config
         self.numnodes = numnodes
         self.mode = mode if mode in SUPPORTED_MODES else "load"
         self.placement = placement

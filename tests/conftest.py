@@ -1,0 +1,62 @@
+"""Shared helpers for the plugin's end-to-end tests (pytester sessions)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester", "multihost_fixture"]
+
+# -n 2 and in-process: every behaviour is checked both ways where it applies.
+MODES = {"xdist": ["-n", "2"], "inprocess": ["-p", "no:xdist"]}
+
+
+def run(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
+    """A real pytest session in a subprocess (xdist needs one)."""
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    return result.parseoutcomes()
+
+
+def attempts_log(path: Path) -> dict[str, list[tuple[int, str, float]]]:
+    """Lines ``name attempt worker time`` that test bodies append, grouped by name."""
+    out: dict[str, list[tuple[int, str, float]]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        name, attempt, worker, t = line.split()
+        out.setdefault(name, []).append((int(attempt), worker, float(t)))
+    return out
+
+
+# A conftest for pytester projects: tests call log(name, dtf_attempt) to record attempts.
+LOGGING_CONFTEST = '''
+import os, time, pytest
+
+LOG = os.path.join(os.path.dirname(__file__), "attempts.log")
+
+@pytest.fixture
+def log(dtf_attempt):
+    def write(name):
+        with open(LOG, "a") as f:
+            f.write("%s %d %s %.6f\\n" % (name, dtf_attempt,
+                    os.environ.get("PYTEST_XDIST_WORKER", "local"), time.time()))
+    return write
+'''
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def final_line(result: pytest.RunResult) -> str:
+    for line in reversed(result.outlines):
+        if re.search(r" in [\d.]+s", line):
+            return line
+    return ""
