@@ -6,8 +6,11 @@ Thin on purpose: decisions live in ``controller``, placement in
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,13 +149,68 @@ class DtfSession:
             return "flaky", "L", ("FLAKY", {"yellow": True})
         return None
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
         ledger = self.controller.ledger
+        # before junitxml writes its file: every test has its outcome
         self.controller.finish_unfinished("the session ended before it ran")
-        ledger.finished = __import__("time").time()
+        ledger.finished = time.time()
         if self.controller.settings.fail_on_flaky and exitstatus == 0 and ledger.flaky():
             session.exitstatus = dtf_settings.EXIT_FLAKY
+        try:
+            return (yield)
+        finally:
+            self._write_reports()
+
+    def _patterns(self) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.controller.handler.error_aggregator.get_error_groups()]
+
+    def _write_reports(self) -> None:
+        from . import report
+
+        ledger = self.controller.ledger
+        xmlpath = getattr(self.config.option, "xmlpath", None)
+        if xmlpath and os.path.exists(xmlpath):
+            report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
+        path = self.values.get("report")
+        if path:
+            data = report.build_report(ledger, self._patterns(), run_info=self._run_info())
+            self.config.pluginmanager.hook.pytest_dtf_report(report=data, config=self.config) if hasattr(
+                self.config.pluginmanager.hook, "pytest_dtf_report"
+            ) else None
+            target = Path(path)
+            if not target.is_absolute():
+                target = Path(self.config.invocation_params.dir) / target
+            report.write_atomic(str(target), data)
+
+    def _run_info(self) -> dict[str, Any]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def ver(dist: str) -> str | None:
+            try:
+                return version(dist)
+            except PackageNotFoundError:
+                return None
+
+        return {
+            "plugin_version": ver("pytest-dtf-errors"),
+            "pytest_version": pytest.__version__,
+            "xdist_version": ver("pytest-xdist"),
+            "args": [str(a) for a in self.config.invocation_params.args],
+        }
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .report import write_summary
+
+        ledger = self.controller.ledger
+        write_summary(
+            terminalreporter,
+            ledger,
+            self._patterns(),
+            verbose=self.config.option.verbose,
+            budget=ledger.retry_budget,
+        )
 
 
 @pytest.fixture
