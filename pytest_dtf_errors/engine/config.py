@@ -103,7 +103,7 @@ def _walk(parsed: Any, outer: int) -> str | None:
     unbounded repeat inside any repeat, and alternatives that start alike inside a repeat.
     """
     for op, av in parsed:
-        opname = str(op)
+        opname = getattr(op, "name", None) or str(op)
         if opname in _REPEATS:
             _lo, hi, sub = av
             level = 2 if (hi == _MAXREPEAT or hi > _LARGE) else (1 if hi > 1 else 0)

@@ -41,7 +41,12 @@ class DistributedErrorHandler:
         self.retry_policies: dict[ErrorCategory, RetryPolicy] = default_policies()
         for cat, overrides in config.retry_policies.items():
             base = self.retry_policies.get(cat, _NO_RETRY)
-            self.retry_policies[cat] = replace(base, **overrides)
+            fields = dict(overrides)
+            # A configured delay above the default cap raises the cap rather than being cut.
+            if "max_retry_delay_seconds" not in fields and "retry_delay_seconds" in fields:
+                fields["max_retry_delay_seconds"] = max(base.max_retry_delay_seconds,
+                                                        fields["retry_delay_seconds"])
+            self.retry_policies[cat] = replace(base, **fields)
         self.recovery_strategies: list[RecoveryStrategy] = builtin_strategies()
         self.error_aggregator = ErrorAggregator(config.similarity_threshold)
         self.rng = rng if rng is not None else random.Random()

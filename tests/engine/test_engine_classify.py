@@ -107,8 +107,8 @@ CASES = [
      "Server error '500 Internal Server Error' for url 'http://x/y'", E.NETWORK_SERVER_ERROR,
      "pattern:http-5xx"),
     ("urllib3.exceptions.MaxRetryError",
-     "HTTPSConnectionPool(host='x', port=443): Max retries exceeded with url: / "
-     "(Caused by ResponseError('too many 503 error responses'))", E.NETWORK_SERVER_ERROR,
+     ("HTTPSConnectionPool(host='x', port=443): Max retries exceeded with url: / "
+      "(Caused by ResponseError('too many 503 error responses'))"), E.NETWORK_SERVER_ERROR,
      "pattern:http-5xx"),
     ("requests.exceptions.HTTPError", "404 Client Error: Not Found for url: http://x",
      E.RESOURCE_NOT_FOUND, "pattern:not-found"),

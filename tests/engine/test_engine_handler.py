@@ -51,7 +51,8 @@ def test_policy_for_and_config_overrides_merge_with_defaults():
         "max_retries": 10, "retry_delay_seconds": 30, "retry_backoff_factor": 1.5}}})
     p = h.policy_for(E.RESOURCE_EXHAUSTED)
     assert (p.max_retries, p.retry_delay_seconds, p.retry_backoff_factor) == (10, 30.0, 1.5)
-    assert p.max_retry_delay_seconds == 10.0  # from the default policy
+    assert p.max_retry_delay_seconds == 30.0  # the default cap (10) is raised to the delay
+    assert p.retry_jitter == 0.1  # from the default policy
     assert h.policy_for("network_timeout").max_retries == 2
     assert h.policy_for("bogus").max_retries == 0
 
