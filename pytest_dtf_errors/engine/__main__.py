@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import random
 import sys
+from typing import Any
 
 from .handler import DistributedErrorHandler
 
-SAMPLES = [
+SAMPLES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("gw0", "cpu", "tests/test_api.py::test_get", {
         "type": "ConnectionError", "message": "Connection refused",
         "traceback": "...", "hardware_context": {"hardware_type": "cpu"}}),

@@ -462,7 +462,8 @@ class ErrorClassifier:
             return hit
 
         # The outer type is generic: causes first, then the message, then context.
-        causes, others = [], []
+        causes: list[Mapping[str, Any]] = []
+        others: list[Mapping[str, Any]] = []
         if chain and depth < _MAX_CHAIN_DEPTH:
             for link in chain[:_MAX_CHAIN_LINKS]:
                 if isinstance(link, Mapping):
