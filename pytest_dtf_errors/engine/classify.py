@@ -113,6 +113,8 @@ _TB_LAST_LINE = re.compile(r"^([A-Za-z_][\w.]{0,200}):(?: (.*))?$")
 
 def coerce_record(error: Any) -> dict[str, Any]:
     """Any error (record dict, exception, str, None) -> a record dict; never raises."""
+    if type(error) is dict:
+        return error
     if isinstance(error, Mapping):
         return dict(error) if not isinstance(error, dict) else error
     if isinstance(error, BaseException):
