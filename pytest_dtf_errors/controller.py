@@ -465,8 +465,8 @@ class Controller:
 
     def emit(self, nodeid: str, outcome: str, text: str, when: str = "call") -> None:
         """Log a report the controller made up (not run, cancelled, skipped)."""
-        fspath = nodeid.split("::")[0]
-        location = self.locations.get(nodeid, (fspath, None, nodeid))
+        fspath, _, domain = nodeid.partition("::")
+        location = self.locations.get(nodeid, (fspath, None, domain.replace("::", ".")))
         longrepr: Any = text
         if outcome == "skipped":
             longrepr = (fspath, 0, f"Skipped: {text}")

@@ -9,8 +9,10 @@ has nobody left to run it, and makes sure every test ends with an outcome.
 from __future__ import annotations
 
 import heapq
+import os
 import inspect
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -26,6 +28,7 @@ from .controller import Controller, RetryRequest
 from .scheduling import SUPPORTED_MODES, DtfScheduling, Retry, node_id
 
 LINK_TIMEOUT = 30.0
+TEARDOWN_TIMEOUT = 5.0  # the most the end of a session waits on gateways
 TICK_PERIOD = 0.5  # the loop is woken at least this often (heartbeat checks)
 
 
@@ -84,8 +87,15 @@ def _spec_host(spec: Any) -> str:
 class XdistGlue:
     """Controller-side hooks that only exist when xdist runs the session."""
 
-    def __init__(self, config: pytest.Config, controller: Controller, host_tags: dict[str, list[str]]) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        controller: Controller,
+        host_tags: dict[str, list[str]],
+        gpus_per_worker: int = 0,
+    ) -> None:
         self.config = config
+        self.gpus_per_worker = gpus_per_worker
         self.controller = controller
         self.host_tags = host_tags  # config: worker id or host -> extra tags
         self.sched: DtfScheduling | None = None
@@ -96,11 +106,45 @@ class XdistGlue:
         self.tags: dict[str, list[str]] = {}
         self.nodes: dict[str, Any] = {}
         self.spawned = 0
+        self.lost: set[str] = set()
+        self.lost_reason: dict[str, str] = {}
+        self.originals: dict[str, Any] = {}
         controller.dispatcher = self
 
     @property
     def dsession(self) -> Any:
         return self.config.pluginmanager.getplugin("dsession")
+
+    # -- GPU pinning -------------------------------------------------------------
+    @pytest.hookimpl
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
+        """``--dtf-gpus-per-worker N``: each local worker gets its own GPUs.
+
+        The slice is written into the spec's environment, so a replacement
+        worker (xdist copies the spec) keeps the slot of the one it replaces.
+        """
+        per_worker = int(self.gpus_per_worker or 0)
+        if per_worker <= 0:
+            return
+        total = hardware.count_gpus()
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        slot = 0
+        for spec in specs:
+            if not getattr(spec, "popen", False) or getattr(spec, "via", None):
+                continue  # a remote host's GPUs are its own business
+            if spec.env is None:
+                spec.env = {}
+            spec.env["CUDA_VISIBLE_DEVICES"] = hardware.gpu_slice(slot, per_worker, visible, total)
+            slot += 1
+
+    @pytest.hookimpl
+    def pytest_testnodeready(self, node: Any) -> None:
+        name = node_id(node)
+        rec = self.controller.ledger.node(name)
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if tr is not None and self.config.option.verbose >= 0:
+            gpus = f", CUDA_VISIBLE_DEVICES={rec.gpus!r}" if rec.gpus is not None else ""
+            tr.write_line(f"[{name}] dtf: host {rec.host}, hardware {','.join(rec.hardware)}{gpus}")
 
     # -- scheduler -------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -122,10 +166,122 @@ class XdistGlue:
             )
         self.sched = DtfScheduling(config, len(parse_tx_spec_config(config)), dist, self, log)
         ds = self.dsession
-        ds.worker_dtf_tick = self._on_tick
+        self._guard(ds)
         self.waker = Waker(ds.queue.put)
         self.waker.start()
         return self.sched
+
+    def _guard(self, ds: Any) -> None:
+        """Wrap the few DSession entry points a lost worker or host would break.
+
+        - events from a worker declared lost are dropped: a late result can
+          never produce a second outcome;
+        - replacing a worker on a host that cannot be reached marks the host
+          lost instead of raising INTERNALERROR or hanging on connect();
+        - tearing down gateways of lost hosts never blocks or raises.
+        """
+        ds.worker_dtf_tick = self._on_tick
+        for name in dir(type(ds)):
+            if name.startswith("worker_"):
+                original = getattr(ds, name)
+                self.originals[name] = original
+                setattr(ds, name, self._drop_if_lost(original))
+        self.originals["_clone_node"] = ds._clone_node
+        ds._clone_node = self._guarded_clone
+        nodemanager = ds.nodemanager
+        if nodemanager is not None:
+            teardown = nodemanager.teardown_nodes
+            nodemanager.teardown_nodes = lambda: self._guarded_teardown(teardown)
+
+    def _drop_if_lost(self, method: Any) -> Any:
+        def call(**kwargs: Any) -> Any:
+            node = kwargs.get("node")
+            if node is not None and node_id(node) in self.lost:
+                return None
+            return method(**kwargs)
+
+        return call
+
+    def _reachable(self, spec: Any) -> str | None:
+        """None if a new gateway for ``spec`` can be made, else why not."""
+        timeout = min(3.0, self.controller.settings.heartbeat_timeout)
+        if getattr(spec, "via", None):
+            group = self.dsession.nodemanager.group
+            try:
+                proxy = group[spec.via]
+            except KeyError:
+                return f"proxy {spec.via} is gone"
+            return None if proxy.hasreceiver() else f"proxy {spec.via} is gone"
+        if getattr(spec, "socket", None):
+            host, _, port = str(spec.socket).rpartition(":")
+            try:
+                with socket.create_connection((host, int(port)), timeout=timeout) as probe:
+                    probe.sendall(b"''\n")  # the socket server evals one line; this one is a no-op
+            except OSError as exc:
+                return f"cannot connect to {spec.socket}: {exc.strerror or exc}"
+        return None
+
+    def _guarded_clone(self, node: Any) -> Any:
+        spec = node.gateway.spec
+        host = _spec_host(spec)
+        why = self._reachable(spec)
+        if why is None:
+            try:
+                return self.originals["_clone_node"](node)
+            except Exception as exc:  # noqa: BLE001 - execnet raises many kinds
+                why = f"{type(exc).__name__}: {exc}"
+        self.controller.ledger.lost_hosts[host] = why
+        self._say(f"dtf: host {host} is lost ({why}); its work moves to the other workers")
+        if self.sched is not None:
+            self.sched.schedule()
+        return None
+
+    def _guarded_teardown(self, teardown: Any) -> None:
+        group = self.dsession.nodemanager.group
+        for name in self.lost:
+            node = self.nodes.get(name)
+            if node is not None:
+                _forget_gateway(group, node.gateway)
+        for host in self.controller.ledger.lost_hosts:
+            for gateway in list(group):
+                if _spec_host(gateway.spec) == host or gateway.id == host:
+                    _forget_gateway(group, gateway)
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                teardown()
+            except Exception:  # noqa: BLE001 - a dead proxy: nothing left to tear down
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="dtf-teardown", daemon=True).start()
+        done.wait(TEARDOWN_TIMEOUT)
+
+    # -- silent workers --------------------------------------------------------------
+    def _check_heartbeats(self) -> None:
+        if self.sched is None:
+            return
+        timeout = self.controller.settings.heartbeat_timeout
+        now = time.monotonic()
+        for node in list(self.sched.nodes):
+            name = node_id(node)
+            seen = self.last_seen.get(name)
+            if seen is None or name in self.lost or now - seen <= timeout:
+                continue
+            self.declare_lost(node, f"no heartbeat for {now - seen:.1f} s (timeout {timeout:g} s)")
+
+    def declare_lost(self, node: Any, reason: str) -> None:
+        """A silent worker: fail its running test as WORKER_DISCONNECTED and move its queue."""
+        name = node_id(node)
+        self.lost.add(name)
+        self.lost_reason[name] = reason
+        rec = self.controller.ledger.node(name)
+        rec.lost = True
+        rec.lost_reason = reason
+        self._say(f"dtf: worker {name} is lost: {reason}")
+        self.originals["worker_errordown"](node=node, error=f"dtf: {reason}")
 
     def _say(self, line: str) -> None:
         tr = self.config.pluginmanager.getplugin("terminalreporter")
@@ -133,6 +289,7 @@ class XdistGlue:
             tr.write_line(line, yellow=True)
 
     def _on_tick(self) -> None:
+        self._check_heartbeats()
         if self.sched is not None and self.sched.collection is not None:
             self.sched.schedule()
 
@@ -187,7 +344,12 @@ class XdistGlue:
         name = node_id(node) if node is not None else "?"
         exitcode, signame = _exit_status(node)
         typename = "WorkerCrash"
-        if signame == "SIGSEGV" or signame == "SIGBUS" or signame == "SIGABRT":
+        detail = ""
+        if name in self.lost:
+            typename, detail = "WorkerLost", self.lost_reason.get(name, "")
+        elif exitcode is None and node is not None and not getattr(node.gateway.spec, "popen", False):
+            typename, detail = "WorkerLost", "the connection to its host broke"
+        elif signame == "SIGSEGV" or signame == "SIGBUS" or signame == "SIGABRT":
             typename = "WorkerSegfault"
         elif signame == "SIGKILL" and self._looked_oom(name):
             typename = "WorkerOOMKilled"
@@ -198,6 +360,7 @@ class XdistGlue:
             exitcode=exitcode,
             signal_name=signame,
             hardware=self.tags.get(name),
+            detail=detail,
         )
 
     def _looked_oom(self, name: str) -> bool:
@@ -322,6 +485,12 @@ class XdistGlue:
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         try:
             return (yield)
+        except RuntimeError as exc:
+            if "no active workers" not in str(exc):
+                raise
+            # every host is lost: the tests left get outcomes below, not an INTERNALERROR
+            self._say(f"dtf: {exc}")
+            return True
         finally:
             if self.waker is not None:
                 self.waker.stop()
@@ -336,6 +505,23 @@ class XdistGlue:
         if stop:
             return f"session stopped: {stop}", "skipped"
         return "the session ended before it ran", "error"
+
+
+def _forget_gateway(group: Any, gateway: Any) -> None:
+    """Drop a dead gateway from execnet's group and close it in the background."""
+    try:
+        group._unregister(gateway)
+    except (KeyError, ValueError, AttributeError):
+        pass
+    threading.Thread(target=_quiet_exit, args=(gateway,), daemon=True).start()
+
+
+def _quiet_exit(gateway: Any) -> None:
+    try:
+        gateway._io.close_read()
+        gateway._io.close_write()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _exit_status(node: Any) -> tuple[int | None, str | None]:

@@ -58,7 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if _distributed(config):
         from .distributed import XdistGlue
 
-        config.pluginmanager.register(XdistGlue(config, controller, values["hardware"]), "dtf_xdist")
+        glue = XdistGlue(config, controller, values["hardware"], values["gpus_per_worker"])
+        config.pluginmanager.register(glue, "dtf_xdist")
     else:
         from .local import LocalRunner
 

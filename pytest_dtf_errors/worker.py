@@ -94,7 +94,7 @@ class WorkerPlugin:
             )
             if self.missing == "fail":
                 pytest.fail(reason, pytrace=False)
-            pytest.skip(reason)
+            raise pytest.skip.Exception(reason, _use_item_location=True)
         raise HardwareMismatchError(
             f"test needs {'/'.join(req['any'])} but worker {self.worker_id} has "
             f"{', '.join(self.tags) or 'nothing'}"

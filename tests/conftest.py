@@ -17,7 +17,11 @@ MODES = {"xdist": ["-n", "2"], "inprocess": ["-p", "no:xdist"]}
 
 def run(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
     """A real pytest session in a subprocess (xdist needs one)."""
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+    # pytest-retry and flaky (the bench extra) break -d --tx workers and shadow
+    # rerunfailures' marker; they are never part of these sessions.
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:pytest-retry", "-p", "no:flaky", *args, timeout=timeout
+    )
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:
