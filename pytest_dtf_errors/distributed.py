@@ -106,6 +106,7 @@ class XdistGlue:
         self.tags: dict[str, list[str]] = {}
         self.nodes: dict[str, Any] = {}
         self.spawned = 0
+        self.replacing = 0  # a crashed worker's replacement xdist is about to start
         self.lost: set[str] = set()
         self.lost_reason: dict[str, str] = {}
         self.originals: dict[str, Any] = {}
@@ -222,6 +223,7 @@ class XdistGlue:
         return None
 
     def _guarded_clone(self, node: Any) -> Any:
+        self.replacing = 0
         spec = node.gateway.spec
         host = _spec_host(spec)
         why = self._reachable(spec)
@@ -401,16 +403,25 @@ class XdistGlue:
             self.sched.mark_unavailable(node, hardware)
 
     def other_workers(self, node: str, hardware: tuple[str, ...] = ()) -> int:
-        if self.sched is None:
-            return 0
-        return sum(
-            1
-            for n in self.sched.nodes
-            if node_id(n) != node
-            and not n.shutting_down
-            and node_id(n) not in self.sched.quarantined
-            and self.sched._fits(n, hardware)
-        ) + self.starting_workers()
+        """Workers other than ``node`` that could run a retry needing ``hardware``.
+
+        Workers already shut down at the tail of the run count: a retry starts
+        a new worker from their spec.
+        """
+        return len(self._templates({node}, hardware))
+
+    def _templates(self, avoid: set[str], hardware: tuple[str, ...]) -> list[Any]:
+        quarantined = self.sched.quarantined if self.sched is not None else set()
+        out = []
+        for name, n in self.nodes.items():
+            if name in avoid or name in self.lost or name in quarantined:
+                continue
+            if _spec_host(n.gateway.spec) in self.controller.ledger.lost_hosts:
+                continue
+            tags = {t for t in self.tags.get(name, []) if (name, t) not in self.controller.ledger.unavailable}
+            if not hardware or tags & set(hardware):
+                out.append(n)
+        return out
 
     # -- the Placement protocol (asked by the scheduler) ---------------------------
     def node_tags(self, node_id: str) -> list[str]:
@@ -455,7 +466,18 @@ class XdistGlue:
         ds = self.dsession
         if ds is None or self.sched is None:
             return 0
-        return len([n for n in ds._active_nodes if n not in self.sched.node2pending])
+        starting = len([n for n in ds._active_nodes if n not in self.sched.node2pending])
+        return starting + self.replacing
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """xdist calls this first when a worker dies; it replaces it afterwards, if it may."""
+        if error is None:
+            return
+        ds = self.dsession
+        limit = getattr(ds, "_max_worker_restart", None)
+        will_restart = limit is None or getattr(ds, "_failed_nodes_count", 0) + 1 <= limit
+        self.replacing = 1 if will_restart else 0
 
     def _stopping(self) -> bool:
         ds = self.dsession
@@ -463,12 +485,14 @@ class XdistGlue:
         over = limit is not None and getattr(ds, "_failed_nodes_count", 0) > limit
         return bool(over or getattr(ds, "shouldstop", False))
 
-    def spawn_worker(self, avoid: set[str]) -> bool:
-        """Start a worker for a retry when every worker has been shut down."""
+    def spawn_worker(self, avoid: set[str], hardware: tuple[str, ...] = ()) -> bool:
+        """Start a worker for a retry when every worker able to run it has been shut down."""
         ds = self.dsession
-        if ds is None or self._stopping() or not self.nodes:
+        if ds is None or self._stopping():
             return False
-        candidates = [n for name, n in self.nodes.items() if name not in avoid] or list(self.nodes.values())
+        candidates = self._templates(avoid, hardware) or self._templates(set(), hardware)
+        if not candidates:
+            return False
         template = candidates[-1]
         ds.shuttingdown = False
         try:
@@ -494,7 +518,11 @@ class XdistGlue:
         finally:
             if self.waker is not None:
                 self.waker.stop()
-            self.controller.finish_unfinished(*self._end_reason())
+            reason, outcome = self._end_reason()
+            if self.sched is not None and self.sched.collection is not None and outcome == "error":
+                self.replacing = 0
+                self.sched.give_up_unplaceable()  # hardware nobody has any more: skipped
+            self.controller.finish_unfinished(reason, outcome)
 
     def _end_reason(self) -> tuple[str, str]:
         ds = self.dsession

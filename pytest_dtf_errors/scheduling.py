@@ -46,7 +46,7 @@ class Placement(Protocol):
     def before_retry(self, node: WorkerController, retry: Retry) -> None: ...
     def retry_unplaceable(self, retry: Retry, reason: str) -> None: ...
     def tests_unplaceable(self, nodeids: list[str], requirement: tuple[str, ...]) -> None: ...
-    def spawn_worker(self, avoid: set[str]) -> bool: ...
+    def spawn_worker(self, avoid: set[str], hardware: tuple[str, ...] = ()) -> bool: ...
     def starting_workers(self) -> int: ...
     def next_due(self, due: float) -> None: ...
 
@@ -165,7 +165,7 @@ class DtfScheduling:
             return
         if self.collection is None:
             self._start()
-        self._give_up_unplaceable()
+        self.give_up_unplaceable()
         self._dispatch_retries(time.monotonic())
         for node in self._live_nodes():
             self._fill(node)
@@ -177,7 +177,7 @@ class DtfScheduling:
         if not any(self._eligible(n, retry, strict=False) for n in self._live_nodes()):
             # Every worker is shutting down or gone: start one for this retry.
             if not self.placement.starting_workers():
-                self.placement.spawn_worker(retry.avoid | retry.prefer_not)
+                self.placement.spawn_worker(retry.avoid | retry.prefer_not, retry.hardware)
 
     def cancel_retry(self, nodeid: str) -> bool:
         """Drop a waiting retry (the breaker stopped it). True if one was waiting."""
@@ -298,11 +298,11 @@ class DtfScheduling:
             return None if self._live_nodes() else "every worker able to run it is quarantined"
         if retry.hardware and not any(self._fits(n, retry.hardware) for n in everyone):
             return f"no worker with {'/'.join(retry.hardware)} is left"
-        if self.placement.spawn_worker(retry.avoid | retry.prefer_not):
+        if self.placement.spawn_worker(retry.avoid | retry.prefer_not, retry.hardware):
             return None
         return "no worker is left to run it"
 
-    def _give_up_unplaceable(self) -> None:
+    def give_up_unplaceable(self) -> None:
         """Tests whose hardware no live or starting worker has are skipped, not lost."""
         if self.placement.starting_workers():
             return
