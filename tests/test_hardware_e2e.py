@@ -143,7 +143,7 @@ def test_hardware_error_moves_to_another_worker_with_the_hardware(project):
         # gw1, or a worker started from gw1's spec at the tail of the run
         assert second["node"] != "gw0" and "cuda" in second["hardware"]
         assert second["outcome"] == "passed"
-    assert ["gw0", "cuda"] in [list(pair) for pair in report["unavailable"]]
+    assert {"node": "gw0", "hardware": "cuda"} in report["unavailable"]
     log = attempts_log(p.path / "attempts.log")
     assert "gw2" not in {w for att in log.values() for _, w, _ in att}, "the cpu worker never runs them"
 
