@@ -339,6 +339,12 @@ class XdistGlue:
         elif kind == "tags":
             self._set_tags(name, list(self.tags.get(name, [])) + list(data))
 
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        node = getattr(report, "node", None)
+        if report.when == "teardown" and node is not None and self.sched is not None:
+            self.sched.test_reported(node, report.nodeid)
+
     # -- crashes -------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:

@@ -87,6 +87,7 @@ class DtfScheduling:
         self.sent_retries: dict[tuple[str, int], Retry] = {}
         self.quarantined: set[str] = set()
         self.unavailable: set[tuple[str, str]] = set()
+        self.reported: set[tuple[str, int]] = set()  # (node, index) with a teardown report
 
     # -- the protocol ------------------------------------------------------
     @property
@@ -126,7 +127,14 @@ class DtfScheduling:
             self._say(f"dtf: {node_id(node)} collected a different test set; it gets no work")
             self.quarantined.add(node_id(node))
 
+    def test_reported(self, node: WorkerController, nodeid: str) -> None:
+        """The last report of a test arrived from ``node`` (its completion event may lag)."""
+        index = self.index_of.get(nodeid)
+        if index is not None and index in self.node2pending.get(node, ()):
+            self.reported.add((node_id(node), index))
+
     def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
+        self.reported.discard((node_id(node), item_index))
         pending = self.node2pending.get(node)
         if pending is not None and item_index in pending:
             pending.remove(item_index)
@@ -151,6 +159,11 @@ class DtfScheduling:
     def remove_node(self, node: WorkerController) -> str | None:
         pending = self.node2pending.pop(node)
         self.node2collection.pop(node, None)
+        # A worker can die after a test's last report but before its
+        # "protocol complete" event: that test is done, not the crash item.
+        name = node_id(node)
+        while pending and (name, pending[0]) in self.reported:
+            self.reported.discard((name, pending.pop(0)))
         if not pending:
             return None
         assert self.collection is not None
