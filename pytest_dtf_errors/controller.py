@@ -200,6 +200,7 @@ class Controller:
             records.safe_str(report.longrepr, records.MAX_TRACEBACK), phase=phase, worker=att.node
         )
         att.phase = phase
+        # a crash is an error, like a setup failure (the terminal says so too)
         att.outcome = "failed" if phase == "call" else "error"
         att.error = error
         att.longrepr = records.safe_str(report.longrepr, records.MAX_TRACEBACK)
@@ -487,11 +488,19 @@ class Controller:
 
     def finish_unfinished(self, reason: str, outcome: str = "error") -> None:
         """Every collected test ends with exactly one outcome, even those never run."""
+        for (nodeid, _node), att in list(self.open.items()):
+            # still running when the session ended: it was interrupted, not passed
+            att.outcome, att.phase = "error", att.phase or "interrupted"
+            att.decision = Decision(False, reason=f"interrupted: {reason}")
+            att.finished = time.time()
+        self.open.clear()
         for nodeid in self.ledger.unfinished():
             rec = self.ledger.test(nodeid)
             if rec.attempts:
                 last = rec.attempts[-1]
                 why = "its retry never ran: " + reason if nodeid in self.waiting else reason
+                if last.decision is not None and last.decision.reason.startswith("interrupted"):
+                    why = last.decision.reason
                 self.fail_final(nodeid, "failed" if last.outcome == "failed" else "error", why, last)
             else:
                 self.fail_final(nodeid, outcome, f"not run: {reason}")

@@ -107,6 +107,7 @@ class XdistGlue:
         self.nodes: dict[str, Any] = {}
         self.spawned = 0
         self.replacing = 0  # a crashed worker's replacement xdist is about to start
+        self.interrupted = False
         self.lost: set[str] = set()
         self.lost_reason: dict[str, str] = {}
         self.originals: dict[str, Any] = {}
@@ -195,11 +196,11 @@ class XdistGlue:
             nodemanager.teardown_nodes = lambda: self._guarded_teardown(teardown)
 
     def _drop_if_lost(self, method: Any) -> Any:
-        def call(**kwargs: Any) -> Any:
-            node = kwargs.get("node")
-            if node is not None and node_id(node) in self.lost:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            node = kwargs.get("node", args[0] if args else None)
+            if node is not None and hasattr(node, "gateway") and node_id(node) in self.lost:
                 return None
-            return method(**kwargs)
+            return method(*args, **kwargs)
 
         return call
 
@@ -515,6 +516,9 @@ class XdistGlue:
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         try:
             return (yield)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
         except RuntimeError as exc:
             if "no active workers" not in str(exc):
                 raise
@@ -532,6 +536,8 @@ class XdistGlue:
 
     def _end_reason(self) -> tuple[str, str]:
         ds = self.dsession
+        if self.interrupted:
+            return "the session was interrupted", "skipped"
         summary = getattr(ds, "_summary_report", None)
         if summary:
             return f"xdist stopped: {summary}", "error"

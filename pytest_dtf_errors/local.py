@@ -70,14 +70,19 @@ class LocalRunner:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        reason, outcome = "the session ended before it ran", "error"
         try:
             result = yield
             self._run_delayed(session)
             return result
+        except KeyboardInterrupt:
+            reason, outcome = "the session was interrupted", "skipped"
+            raise
         finally:
             stop = session.shouldfail or session.shouldstop
-            reason = f"session stopped: {stop}" if stop else "the session ended before it ran"
-            self.controller.finish_unfinished(reason, "skipped" if stop else "error")
+            if stop:
+                reason, outcome = f"session stopped: {stop}", "skipped"
+            self.controller.finish_unfinished(reason, outcome)
 
     def _run_delayed(self, session: pytest.Session) -> None:
         while (self.now or self.later) and not (session.shouldfail or session.shouldstop):

@@ -148,6 +148,8 @@ class DtfSession:
             return "rerun", "R", ("RERUN", {"yellow": True})
         if getattr(report, "dtf_flaky", False) and report.when == "call" and report.passed:
             return "flaky", "L", ("FLAKY", {"yellow": True})
+        if report.failed and report.when == "???":  # xdist's report of a worker crash
+            return "error", "E", "ERROR"
         return None
 
     @pytest.hookimpl(wrapper=True)
