@@ -66,6 +66,34 @@ class Dispatcher(Protocol):
 
 
 @dataclass
+class RetryPlan:
+    """What the controller is about to do with one failed attempt.
+
+    ``pytest_dtf_retry_decision`` implementations may change it in place.
+    """
+
+    nodeid: str
+    attempt: int  # the attempt that failed, 1-based
+    node: str  # the worker it failed on
+    category: str
+    retry: bool
+    delay: float
+    reason: str
+    avoid: set[str] = field(default_factory=set)
+    prefer_not: set[str] = field(default_factory=set)
+    hardware: tuple[str, ...] = ()
+
+    def veto(self, reason: str) -> None:
+        """Do not retry; ``reason`` is what the reports say."""
+        self.retry = False
+        self.reason = reason
+
+    def move(self) -> None:
+        """Never run the retry on the worker that failed."""
+        self.avoid.add(self.node)
+
+
+@dataclass
 class Settings:
     """The run-level knobs, validated by the plugin."""
 
@@ -216,7 +244,9 @@ class Controller:
             "timeout": self._timeout(),
             "node_failures": len(self.suspects.get(att.node, ())),
         }
-        result = self.handler.handle_error(nodeid, error, context)
+        result = self.handler.handle_error(
+            nodeid, error, context, classification=self._hook_classification(error, context)
+        )
         category: ErrorCategory = result["category"]
         att.category = category.value
         att.rule = result.get("rule")
@@ -234,6 +264,8 @@ class Controller:
             decision = Decision(False, reason=f"marked flaky: left to {self.settings.peer_installed}")
         else:
             decision = self._retry_decision(nodeid, att, result, phase, stats)
+        request = self._request(nodeid, att, decision)
+        decision = self._hook_decision(att, decision, request, error)
         att.decision = decision
         if not decision.retry:
             text = f"{att.category} (rule {att.rule}, pattern {att.pattern}): {decision.reason}"
@@ -245,9 +277,40 @@ class Controller:
         if decision.retry:
             self.ledger.retries_used += 1
             self.waiting.add(nodeid)
-            stats.held.append(self._request(nodeid, att, decision))
+            stats.held.append(request)
         self._check_breaker(att.pattern, stats)
         self._release(stats)
+
+    def _hook_classification(self, error: dict[str, Any], context: dict[str, Any]) -> Any:
+        decided = self.config.hook.pytest_dtf_classify(error=error, context=context, config=self.config)
+        if decided is None:
+            return None
+        from .engine import Classification
+
+        category = decided if isinstance(decided, ErrorCategory) else ErrorCategory.lookup(str(decided))
+        return Classification(category, "hook:pytest_dtf_classify", "decided by a conftest/plugin hook")
+
+    def _hook_decision(
+        self, att: Attempt, decision: Decision, request: RetryRequest, error: dict[str, Any]
+    ) -> Decision:
+        plan = RetryPlan(
+            nodeid=request.nodeid,
+            attempt=att.attempt,
+            node=att.node,
+            category=att.category or "unknown",
+            retry=decision.retry,
+            delay=decision.delay,
+            reason=decision.reason,
+            avoid=request.avoid,
+            prefer_not=request.prefer_not,
+            hardware=request.hardware,
+        )
+        self.config.hook.pytest_dtf_retry_decision(plan=plan, error=error, config=self.config)
+        request.delay = max(0.0, float(plan.delay))
+        request.hardware = tuple(plan.hardware)
+        if (plan.retry, plan.delay, plan.reason) == (decision.retry, decision.delay, decision.reason):
+            return decision
+        return Decision(bool(plan.retry), delay=request.delay, reason=plan.reason)
 
     def _timeout(self) -> float | None:
         value = getattr(self.config.option, "timeout", None)

@@ -28,6 +28,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     dtf_settings.addoptions(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -63,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         from .local import LocalRunner
 
-        tags = _local_tags(values["hardware"])
+        tags = _local_tags(config, values["hardware"])
         for name in ("local",):
             ledger.node(name).hardware = tags
         config.pluginmanager.register(LocalRunner(controller), "dtf_local")
@@ -82,17 +88,27 @@ def _distributed(config: pytest.Config) -> bool:
 def _worker_tags(config: pytest.Config) -> list[str]:
     link = sys.modules.get("_dtf_link")
     if link is not None:
-        return list(link.hardware.get("tags") or ["cpu"])
+        tags = list(link.hardware.get("tags") or ["cpu"])
+    else:
+        from .hardware import detect_hardware
+
+        tags = list(detect_hardware().get("tags") or ["cpu"])
+    return sorted(set(tags) | _hook_tags(config))
+
+
+def _hook_tags(config: pytest.Config) -> set[str]:
+    return {
+        str(tag).lower()
+        for tags in config.hook.pytest_dtf_hardware_tags(config=config)
+        for tag in (tags or [])
+    }
+
+
+def _local_tags(config: pytest.Config, extra: dict[str, list[str]]) -> list[str]:
     from .hardware import detect_hardware
 
-    return list(detect_hardware().get("tags") or ["cpu"])
-
-
-def _local_tags(extra: dict[str, list[str]]) -> list[str]:
-    from .hardware import detect_hardware
-
-    found = detect_hardware()
-    return sorted(set(found.get("tags") or ["cpu"]) | set(extra.get("local", [])))
+    found = set(detect_hardware().get("tags") or ["cpu"])
+    return sorted(found | set(extra.get("local", [])) | _hook_tags(config))
 
 
 def _active_peer(config: pytest.Config) -> str | None:
@@ -124,18 +140,15 @@ class DtfSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        handler = self.controller.handler
+        for strategies in self.config.hook.pytest_dtf_recovery_strategies(config=self.config):
+            handler.recovery_strategies.extend(strategies or [])
         s = self.controller.settings
-        pm = self.config.pluginmanager
-        tr = pm.getplugin("terminalreporter")
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
         if tr is None:
             return
         if s.retry and s.peer:
             tr.write_line(f"dtf: {s.peer} is active; it retries failures, dtf only categorizes", yellow=True)
-        elif s.retry and (pm.hasplugin("rerunfailures") or pm.hasplugin("flaky")):
-            tr.write_line(
-                "dtf: tests marked @pytest.mark.flaky are left to their plugin; dtf retries the rest",
-                yellow=True,
-            )
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
@@ -178,9 +191,7 @@ class DtfSession:
         path = self.values.get("report")
         if path:
             data = report.build_report(ledger, self._patterns(), run_info=self._run_info())
-            self.config.pluginmanager.hook.pytest_dtf_report(report=data, config=self.config) if hasattr(
-                self.config.pluginmanager.hook, "pytest_dtf_report"
-            ) else None
+            self.config.hook.pytest_dtf_report(report=data, config=self.config)
             target = Path(path)
             if not target.is_absolute():
                 target = Path(self.config.invocation_params.dir) / target

@@ -125,16 +125,18 @@ class DistributedErrorHandler:
 
     # -- the whole decision -----------------------------------------------------------
     def handle_error(self, task_id: str, error: Any,
-                     context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     context: Mapping[str, Any] | None = None, *,
+                     classification: Classification | None = None) -> dict[str, Any]:
         """Classify, decide the retry, run the recovery strategy, record the pattern.
 
         ``retry`` is true only if the category's policy allows another attempt and
-        the recovery strategy (if any) recommends a retry.
+        the recovery strategy (if any) recommends a retry. A coordinator that has
+        classified the error itself passes ``classification``; the rules are skipped.
         """
         record = coerce_record(error)
         ctx = dict(context) if isinstance(context, Mapping) else {}
         attempt = _int(ctx.get("attempt_count"), 1)
-        cls = self.classifier.classify(record)
+        cls = classification if classification is not None else self.classifier.classify(record)
         category = cls.category
         ctx["category"] = category
         ctx.setdefault("attempt_count", attempt)
