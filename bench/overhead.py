@@ -1,0 +1,127 @@
+"""Overhead benchmark: 2,000 trivially passing tests at -n 2, with and without the plugin.
+
+    .venv/bin/python bench/overhead.py [--repeat 7] [--tests 2000] [--json out.json]
+
+Compares ``--dtf-retry`` (the plugin active, retries on) against
+``-p no:dtf_errors`` (the plugin not loaded). pytest-rerunfailures, flaky and
+pytest-retry are disabled in both. The two configurations alternate
+(off on off on ...; the order flips every other round) ``--repeat`` times;
+the table shows every run, the median and the ratio of the medians. Figures
+go to BENCHMARKS.md; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    Config,
+    base_parser,
+    config_json,
+    disable,
+    machine,
+    only,
+    run_pytest,
+    table,
+    write_json,
+)
+
+TESTS = '''\
+import pytest
+
+
+@pytest.mark.parametrize("i", range({n}))
+def test_pass(i):
+    assert i >= 0
+'''
+
+
+def make_suite(root: Path, n: int) -> Path:
+    suite = root / "suite"
+    suite.mkdir()
+    (suite / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    # Several files, as a real suite has; 200 tests per file.
+    per_file = 200
+    for k in range(0, n, per_file):
+        count = min(per_file, n - k)
+        (suite / f"test_pass_{k // per_file:02d}.py").write_text(TESTS.format(n=count))
+    return suite
+
+
+def configs() -> list[Config]:
+    base = ["-n", "2", "-q", "-p", "no:cacheprovider"]
+    return [
+        Config("off", "-p no:dtf_errors", base + disable("dtf_errors", "rerunfailures", "flaky",
+                                                          "pytest-retry")),
+        Config("on", "--dtf-retry", base + only("dtf_errors") + ["--dtf-retry"]),
+    ]
+
+
+def main() -> int:
+    parser = base_parser(__doc__)
+    parser.add_argument("--repeat", type=int, default=7, help="runs per configuration (default 7)")
+    parser.add_argument("--tests", type=int, default=2000, help="tests in the suite (default 2000)")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="dtf-bench-overhead-"))
+    suite = make_suite(root, args.tests)
+    info = machine()
+    print(f"suite: {args.tests} passing tests, -n 2, {args.repeat} alternating runs each")
+    print(f"machine: {info['cpus']} CPUs, load average at start {info['loadavg_at_start']}, "
+          f"Python {info['python']}; {info['date']}")
+    print(f"suite dir: {suite}")
+
+    off, on = configs()
+    # One warm-up run of each (imports into the page cache, .pyc files written), not counted.
+    for c in (off, on):
+        run_pytest(c, suite, args.tests)
+        c.runs.clear()
+    for rep in range(args.repeat):
+        order = (off, on) if rep % 2 == 0 else (on, off)
+        for c in order:
+            run = run_pytest(c, suite, args.tests)
+            print(f"  {c.key:>3} run {rep + 1}: {run.seconds:6.2f} s wall, {run.cpu_seconds:6.2f} s CPU"
+                  f"  {'ok' if run.ok else 'NOT OK'}"
+                  f"  [{run.final_line}]", flush=True)
+
+    ratio = on.median / off.median
+    # The ratio within each round (neighbouring runs share the machine's load at the time).
+    pair_ratios = [b.seconds / a.seconds for a, b in zip(off.runs, on.runs)]
+    cpu_ratio = on.cpu_median / off.cpu_median
+    rows = [[c.label, " ".join(f"{r.seconds:.2f}" for r in c.runs), f"{c.median:.2f}",
+             f"{c.median / off.median:.3f}x", f"{c.cpu_median:.2f}",
+             f"{c.cpu_median / off.cpu_median:.3f}x", "ok" if c.ok else "NOT OK"]
+            for c in (off, on)]
+    print()
+    print(table(rows, ["configuration", "wall runs (s)", "median s", "vs off", "CPU median s",
+                       "vs off", "outcome"]))
+    print(f"ratio of medians: {ratio:.3f}x; per-round ratios: "
+          + " ".join(f"{r:.3f}" for r in pair_ratios)
+          + f" (median {statistics.median(pair_ratios):.3f}x)")
+    print(f"CPU time (session + workers, user + system): ratio of medians {cpu_ratio:.3f}x;"
+          " less disturbed by other load on the machine than wall time")
+
+    write_json(args.json, {
+        "benchmark": "overhead",
+        "machine": info,
+        "suite": {"tests": args.tests, "workers": 2, "repeat": args.repeat},
+        "configs": [config_json(c, suite, off.median) for c in (off, on)],
+        "ratio": round(ratio, 4),
+        "cpu_ratio": round(cpu_ratio, 4),
+        "pair_ratios": [round(r, 4) for r in pair_ratios],
+    })
+    if args.keep:
+        print(f"kept {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if off.ok and on.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
