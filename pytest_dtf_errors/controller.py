@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -266,6 +267,17 @@ class Controller:
             decision = self._retry_decision(nodeid, att, result, phase, stats)
         request = self._request(nodeid, att, decision)
         decision = self._hook_decision(att, decision, request, error)
+        if decision.retry:
+            decision.due = time.time() + decision.delay
+            decision.avoid = sorted(request.avoid)
+            decision.prefer_not = sorted(request.prefer_not - request.avoid)
+            if decision.reason.endswith(f"retry {att.attempt}"):
+                where = (
+                    f"not on {', '.join(decision.avoid)}" if decision.avoid
+                    else "preferably on another worker" if decision.prefer_not
+                    else "on any worker"
+                )
+                decision.reason += f", {where}"
         att.decision = decision
         if not decision.retry:
             text = f"{att.category} (rule {att.rule}, pattern {att.pattern}): {decision.reason}"
@@ -287,7 +299,17 @@ class Controller:
             return None
         from .engine import Classification
 
-        category = decided if isinstance(decided, ErrorCategory) else ErrorCategory.lookup(str(decided))
+        try:
+            category = decided if isinstance(decided, ErrorCategory) else ErrorCategory.lookup(str(decided))
+        except (KeyError, ValueError):
+            warnings.warn(
+                pytest.PytestWarning(
+                    f"pytest_dtf_classify returned {decided!r}, which is no category; "
+                    "the built-in rules decide instead"
+                ),
+                stacklevel=1,
+            )
+            return None
         return Classification(category, "hook:pytest_dtf_classify", "decided by a conftest/plugin hook")
 
     def _hook_decision(
@@ -351,8 +373,7 @@ class Controller:
         if category in HARDWARE_CATEGORIES and not self._hardware_retry_possible(nodeid, att):
             return Decision(False, reason=f"{category}: no other worker has the hardware")
         delay = float(result.get("retry_delay") or 0.0)
-        where = "another worker" if category in NODE_SPECIFIC | PREFER_OTHER else "any worker"
-        return Decision(True, delay=delay, reason=f"{category}: retry {att.attempt} on {where}")
+        return Decision(True, delay=delay, reason=f"{category}: retry {att.attempt}")
 
     def _hardware_retry_possible(self, nodeid: str, att: Attempt) -> bool:
         assert self.dispatcher is not None
@@ -502,6 +523,12 @@ class Controller:
                     cancelled.append(nodeid)
                     self.fail_final(nodeid, "failed", f"retry cancelled: {reason}", last)
         self.ledger.breaker_trips.append({"pattern": pattern, "reason": reason, "tests": cancelled})
+
+    def retry_dispatched(self, nodeid: str) -> None:
+        """The retry of ``nodeid`` was sent to a worker now (for the reports)."""
+        attempts = self.ledger.test(nodeid).attempts
+        if attempts and attempts[-1].decision is not None:
+            attempts[-1].decision.dispatched = time.time()
 
     # -- final outcomes the controller makes up itself --------------------------
     def retry_unplaceable(self, nodeid: str, reason: str) -> None:

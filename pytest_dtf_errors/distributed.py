@@ -441,6 +441,7 @@ class XdistGlue:
         self.controller.collected(list(nodeids))
 
     def before_retry(self, node: Any, retry: Retry) -> None:
+        self.controller.retry_dispatched(retry.nodeid)
         link = self.links.get(node_id(node))
         if link is None:
             return

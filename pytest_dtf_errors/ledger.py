@@ -22,9 +22,21 @@ class Decision:
     retry: bool
     delay: float = 0.0
     reason: str = ""
+    due: float | None = None  # epoch time the retry became due
+    dispatched: float | None = None  # epoch time it was sent to a worker
+    avoid: list[str] = field(default_factory=list)  # workers the retry must not run on
+    prefer_not: list[str] = field(default_factory=list)  # workers it runs on only if need be
 
     def to_dict(self) -> dict[str, Any]:
-        return {"retry": self.retry, "delay": round(self.delay, 3), "reason": self.reason}
+        out: dict[str, Any] = {"retry": self.retry, "delay": round(self.delay, 3), "reason": self.reason}
+        if self.retry:
+            out["avoid"] = list(self.avoid)
+            out["prefer_not"] = list(self.prefer_not)
+        if self.due is not None:
+            out["due"] = self.due
+        if self.dispatched is not None:
+            out["dispatched"] = self.dispatched
+        return out
 
 
 @final

@@ -99,6 +99,8 @@ class LocalRunner:
         self, item: pytest.Item, nextitem: pytest.Item | None, attempt: int, factor: float = 1.0
     ) -> None:
         LOCAL_ATTEMPTS[item.nodeid] = {"attempt": attempt, "timeout_factor": factor}
+        if attempt > 1:
+            self.controller.retry_dispatched(item.nodeid)
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         runtestprotocol(item, nextitem=nextitem, log=True)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

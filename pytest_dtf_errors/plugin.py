@@ -19,7 +19,7 @@ from . import settings as dtf_settings
 from .controller import Controller
 from .engine import DistributedErrorHandler
 from .ledger import Ledger
-from .worker import WorkerPlugin, attempt_meta
+from .worker import FlushPlugin, WorkerPlugin, attempt_meta
 
 CONTROLLER = "dtf_controller"
 
@@ -51,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             WorkerPlugin(config, str(workerinput.get("workerid", "?")), tags), "dtf_worker"
         )
+        config.pluginmanager.register(FlushPlugin(), "dtf_flush")
         return
     if config.option.collectonly:
         return

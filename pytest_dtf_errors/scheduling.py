@@ -88,6 +88,8 @@ class DtfScheduling:
         self.quarantined: set[str] = set()
         self.unavailable: set[tuple[str, str]] = set()
         self.reported: set[tuple[str, int]] = set()  # (node, index) with a teardown report
+        self.flushed: set[WorkerController] = set()  # the last thing sent was the flush item
+        self.flush_index = -1  # index of the workers' no-op item (worker.FlushItem)
 
     # -- the protocol ------------------------------------------------------
     @property
@@ -106,7 +108,11 @@ class DtfScheduling:
             return False
         if self.retries or any(self.queues.values()):
             return False
-        return all(len(p) < 2 for p in self.node2pending.values())
+        # a flushed worker runs its last test by itself; an unflushed one needs shutdown()
+        return all(
+            not p or (len(p) == 1 and node not in self.flushed)
+            for node, p in self.node2pending.items()
+        )
 
     @property
     def has_pending(self) -> bool:
@@ -134,6 +140,8 @@ class DtfScheduling:
             self.reported.add((node_id(node), index))
 
     def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
+        if item_index == self.flush_index:
+            return
         self.reported.discard((node_id(node), item_index))
         pending = self.node2pending.get(node)
         if pending is not None and item_index in pending:
@@ -224,6 +232,7 @@ class DtfScheduling:
     def _start(self) -> None:
         first = next(iter(self.node2collection.values()))
         self.collection = first
+        self.flush_index = len(first)
         self.index_of = {nodeid: i for i, nodeid in enumerate(first)}
         self.placement.collected(first)
         units: dict[tuple[tuple[str, ...], str], list[int]] = {}
@@ -286,9 +295,8 @@ class DtfScheduling:
                     self.placement.retry_unplaceable(retry, reason)
                 continue
             self.placement.before_retry(node, retry)
-            self.node2pending[node].append(retry.index)
+            self._send(node, [retry.index])
             self.sent_retries[(node_id(node), retry.index)] = retry
-            node.send_runtest_some([retry.index])
         self.retries = keep
 
     def _pick(self, retry: Retry, live: list[WorkerController]) -> WorkerController | None:
@@ -329,12 +337,24 @@ class DtfScheduling:
                 queue.clear()
                 self.placement.tests_unplaceable(nodeids, req)
 
+    def _send(self, node: WorkerController, indices: list[int]) -> None:
+        self.node2pending[node].extend(indices)
+        self.flushed.discard(node)
+        node.send_runtest_some(indices)
+
+    def _flush(self, node: WorkerController) -> None:
+        """Nothing follows this worker's last test for now: let it run anyway."""
+        if self.node2pending[node] and node not in self.flushed and self.flush_index >= 0:
+            self.flushed.add(node)
+            node.send_runtest_some([self.flush_index])
+
     def _fill(self, node: WorkerController) -> None:
         pending = self.node2pending[node]
         if len(pending) >= REFILL_BELOW:
             return
         queues = [q for req, q in self._by_specificity() if q and self._fits(node, req)]
         if not queues:
+            self._flush(node)
             return
         remaining = sum(len(q) for q in self.queues.values())
         live = max(1, len(self._live_nodes()))
@@ -348,8 +368,7 @@ class DtfScheduling:
             if batch:
                 break
         if batch:
-            pending.extend(batch)
-            node.send_runtest_some(batch)
+            self._send(node, batch)
 
     def _by_specificity(self) -> list[tuple[tuple[str, ...], deque[list[int]]]]:
         # Hardware-specific work first, so generic tests do not starve it of its workers.

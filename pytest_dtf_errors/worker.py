@@ -60,6 +60,18 @@ class WorkerPlugin:
         self.worker_id = worker_id
         self.tags = tags
         self.rootdir = str(config.rootpath)
+        self._send(("tags", tags))  # before "workerready": the header shows them
+
+    @staticmethod
+    def _send(message: tuple[str, Any]) -> bool:
+        link = sys.modules.get("_dtf_link")
+        if link is None:
+            return False
+        try:
+            link.channel.send(message)
+        except Exception:  # noqa: BLE001 - without the link tests still run
+            return False
+        return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -68,15 +80,7 @@ class WorkerPlugin:
             req = hardware_requirement(item)
             if req is not None:
                 reqs[item.nodeid] = req
-        link = sys.modules.get("_dtf_link")
-        if link is not None:
-            try:
-                link.channel.send(("requirements", reqs))
-                link.channel.send(("tags", self.tags))
-            except Exception:  # noqa: BLE001 - without the link tests still run
-                pass
-        else:
-            self.requirements = reqs
+        self._send(("requirements", reqs))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -128,6 +132,33 @@ class WorkerPlugin:
                 rootdir=self.rootdir,
             )
         return report
+
+
+class FlushItem(pytest.Item):
+    """A no-op item appended to a worker's items, after its collection was reported.
+
+    An xdist worker runs a test only once it knows the next one. When the
+    controller has nothing to follow a worker's last test (the tail of a run,
+    a retry waiting out its delay), it sends this item's index: the held test
+    runs with this as its next item (module and class fixtures are torn down,
+    session ones kept) and the worker goes on waiting for work, instead of
+    holding the test until shutdown.
+    """
+
+    def runtest(self) -> None:  # never called: FlushPlugin takes the protocol
+        pass
+
+
+class FlushPlugin:
+    """Worker-only: provides the flush item and runs it as a no-op."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        session.items.append(FlushItem.from_parent(session, name="dtf-flush"))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        return True if isinstance(item, FlushItem) else None
 
 
 def _scale_timeout(item: pytest.Item, factor: float) -> None:

@@ -326,3 +326,23 @@ def test_rerun_attempt_shows_as_R_and_RERUN(project):
     result = run(p, "--dtf-retry", "-n", "2", "-v")
     result.stdout.fnmatch_lines(["*RERUN*test_net*"])
     result.stdout.fnmatch_lines(["*FLAKY*test_net*"])
+
+
+@pytest.mark.parametrize("table", ["", "[tool.dtf]\n"])
+def test_dtf_config_file_with_or_without_a_tool_dtf_table(pytester, table):
+    pytester.makepyfile(
+        """
+def test_net():
+    raise ConnectionRefusedError(111, "Connection refused")
+"""
+    )
+    prefix = "tool.dtf." if table else ""
+    pytester.path.joinpath("dtf.toml").write_text(
+        f"[{prefix}retry_policies.NETWORK_CONNECTION_ERROR]\nmax_retries = 1\nretry_delay_seconds = 0.0\n"
+    )
+    result = run(pytester, "--dtf-retry", "--dtf-config", "dtf.toml", "-p", "no:xdist")
+    assert outcomes(result) == {"failed": 1, "rerun": 1}
+    pytester.path.joinpath("bad.toml").write_text(f"[{prefix}retry_policies.NETWORK_CONNECTION_ERROR]\nmax_retries = -1\n")
+    result = run(pytester, "--dtf-retry", "--dtf-config", "bad.toml", "-p", "no:xdist")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"*{prefix}retry_policies.NETWORK_CONNECTION_ERROR.max_retries*"])

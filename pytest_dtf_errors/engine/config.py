@@ -323,8 +323,16 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
 
 def load_config_file(path: str | Path,
                      extra_keys: Mapping[str, Validator] | None = None) -> DtfConfig:
-    """A standalone TOML file with the config keys at its top level."""
-    return load_config(_read_toml(path), source=str(path), extra_keys=extra_keys)
+    """A standalone TOML file with the config keys at its top level.
+
+    A file holding only a ``[tool.dtf]`` table (a pyproject-style snippet) is
+    read from that table.
+    """
+    data = _read_toml(path)
+    tool = data.get("tool")
+    if set(data) == {"tool"} and isinstance(tool, Mapping) and set(tool) == {"dtf"}:
+        return load_config(tool["dtf"], source=str(path), extra_keys=extra_keys, prefix="tool.dtf.")
+    return load_config(data, source=str(path), extra_keys=extra_keys)
 
 
 def load_pyproject(path: str | Path,
