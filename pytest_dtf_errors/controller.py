@@ -20,6 +20,7 @@ import pytest
 from . import record as records
 from .engine import DistributedErrorHandler, ErrorCategory
 from .ledger import Attempt, Decision, Ledger
+from .settings import Settings
 
 # Categories whose retry must run on another worker (the node is suspect).
 NODE_SPECIFIC = {
@@ -94,23 +95,6 @@ class RetryPlan:
         self.avoid.add(self.node)
 
 
-@dataclass
-class Settings:
-    """The run-level knobs, validated by the plugin."""
-
-    retry: bool = False
-    max_retries: int | None = None
-    budget: int | None = None  # None: derived from the collection size
-    fail_on_flaky: bool = False
-    breaker_min_tests: int = 3
-    breaker_min_failed_retries: int = 3
-    quarantine_threshold: int = 3
-    missing_hardware: str = "skip"
-    heartbeat_timeout: float = 10.0
-    peer: str | None = None  # an active peer retry plugin that owns retries
-    peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
-
-
 def default_budget(collected: int) -> int:
     """Suite-wide retry cap when none is given: half the suite, at least 10."""
     return max(10, math.ceil(collected * 0.5))
@@ -174,10 +158,10 @@ class Controller:
             return
         nodeid = report.nodeid
         node = _node_name(report)
-        self.locations.setdefault(nodeid, report.location)
         key = (nodeid, node)
         att = self.open.get(key)
         if att is None or report.when == "setup":
+            self.locations.setdefault(nodeid, report.location)
             att = self.ledger.new_attempt(nodeid, node, **self._node_fields(node))
             self.open[key] = att
             self.waiting.discard(nodeid)
@@ -189,7 +173,7 @@ class Controller:
                 report.outcome = "rerun"  # type: ignore[assignment]
         elif report.skipped and att.outcome == "passed":
             att.outcome = "skipped"
-        if report.when == "call" and report.passed and self._failed_before(nodeid, att):
+        if report.when == "call" and report.passed and att.attempt > 1 and self._failed_before(nodeid, att):
             report.dtf_flaky = True  # type: ignore[attr-defined]
         if report.when in ("teardown", "???"):
             self._close(key, att)
@@ -378,10 +362,10 @@ class Controller:
     def _hardware_retry_possible(self, nodeid: str, att: Attempt) -> bool:
         assert self.dispatcher is not None
         return bool(self.dispatcher.other_workers(att.node, self.requirement(nodeid))) or bool(
-            self._fallback(nodeid)
+            self.fallback(nodeid)
         )
 
-    def _fallback(self, nodeid: str) -> tuple[str, ...]:
+    def fallback(self, nodeid: str) -> tuple[str, ...]:
         info = self.requirements.get(nodeid) or {}
         return tuple(info.get("fallback") or ())
 
@@ -411,8 +395,8 @@ class Controller:
             elif kind == "scale_timeout":
                 req.timeout_factor = max(req.timeout_factor, float(action.get("factor") or 1.0))
         if category in HARDWARE_CATEGORIES and self.dispatcher is not None:
-            if not self.dispatcher.other_workers(att.node, req.hardware) and self._fallback(nodeid):
-                req.hardware = self._fallback(nodeid)
+            if not self.dispatcher.other_workers(att.node, req.hardware) and self.fallback(nodeid):
+                req.hardware = self.fallback(nodeid)
         return req
 
     def _act(self, att: Attempt, decision: Decision) -> None:

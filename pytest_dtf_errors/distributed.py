@@ -183,17 +183,22 @@ class XdistGlue:
         - tearing down gateways of lost hosts never blocks or raises.
         """
         ds.worker_dtf_tick = self._on_tick
-        for name in dir(type(ds)):
-            if name.startswith("worker_"):
-                original = getattr(ds, name)
-                self.originals[name] = original
-                setattr(ds, name, self._drop_if_lost(original))
         self.originals["_clone_node"] = ds._clone_node
         ds._clone_node = self._guarded_clone
         nodemanager = ds.nodemanager
         if nodemanager is not None:
             teardown = nodemanager.teardown_nodes
             nodemanager.teardown_nodes = lambda: self._guarded_teardown(teardown)
+
+    def _filter_lost_events(self, ds: Any) -> None:
+        """From the first lost worker on, events from lost workers are dropped."""
+        if self.originals.get("worker_errordown") is not None:
+            return
+        for name in dir(type(ds)):
+            if name.startswith("worker_"):
+                original = getattr(ds, name)
+                self.originals[name] = original
+                setattr(ds, name, self._drop_if_lost(original))
 
     def _drop_if_lost(self, method: Any) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -284,6 +289,7 @@ class XdistGlue:
         rec.lost = True
         rec.lost_reason = reason
         self._say(f"dtf: worker {name} is lost: {reason}")
+        self._filter_lost_events(self.dsession)
         self.originals["worker_errordown"](node=node, error=f"dtf: {reason}")
 
     def _say(self, line: str) -> None:
@@ -436,6 +442,9 @@ class XdistGlue:
 
     def requirement(self, nodeid: str) -> tuple[str, ...]:
         return self.controller.requirement(nodeid)
+
+    def fallback(self, nodeid: str) -> tuple[str, ...]:
+        return self.controller.fallback(nodeid)
 
     def collected(self, nodeids: Sequence[str]) -> None:
         self.controller.collected(list(nodeids))

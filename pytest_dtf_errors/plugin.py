@@ -11,15 +11,15 @@ import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import settings as dtf_settings
-from .controller import Controller
-from .engine import DistributedErrorHandler
-from .ledger import Ledger
 from .worker import FlushPlugin, WorkerPlugin, attempt_meta
+
+if TYPE_CHECKING:
+    from .controller import Controller
 
 CONTROLLER = "dtf_controller"
 
@@ -55,6 +55,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if config.option.collectonly:
         return
+    # the controller's rooms: not imported on workers
+    from .controller import Controller
+    from .engine import DistributedErrorHandler
+    from .ledger import Ledger
+
     settings.peer = _active_peer(config)
     settings.peer_installed = _installed_peer(config)
     handler = DistributedErrorHandler(engine_config)

@@ -42,6 +42,7 @@ class Placement(Protocol):
 
     def node_tags(self, node_id: str) -> list[str]: ...
     def requirement(self, nodeid: str) -> tuple[str, ...]: ...
+    def fallback(self, nodeid: str) -> tuple[str, ...]: ...
     def collected(self, nodeids: Sequence[str]) -> None: ...
     def before_retry(self, node: WorkerController, retry: Retry) -> None: ...
     def retry_unplaceable(self, retry: Retry, reason: str) -> None: ...
@@ -142,12 +143,19 @@ class DtfScheduling:
     def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
         if item_index == self.flush_index:
             return
-        self.reported.discard((node_id(node), item_index))
+        name = node_id(node)
+        self.reported.discard((name, item_index))
         pending = self.node2pending.get(node)
         if pending is not None and item_index in pending:
             pending.remove(item_index)
-        self.sent_retries.pop((node_id(node), item_index), None)
-        self.schedule()
+        if self.sent_retries:
+            self.sent_retries.pop((name, item_index), None)
+        # the hot path: one test done, top up this worker (the others have their own events)
+        if self.retries:
+            self._dispatch_retries(time.monotonic())
+        if pending is not None and len(pending) < REFILL_BELOW and name not in self.quarantined:
+            if not node.shutting_down:
+                self._fill(node)
 
     def mark_test_pending(self, item: str) -> None:
         """A peer plugin (pytest-rerunfailures) asks for a test to run again."""
@@ -325,17 +333,27 @@ class DtfScheduling:
 
     def give_up_unplaceable(self) -> None:
         """Tests whose hardware no live or starting worker has are skipped, not lost."""
-        if self.placement.starting_workers():
+        if not any(req and q for req, q in self.queues.items()) or self.placement.starting_workers():
             return
         assert self.collection is not None
         alive = [n for n in self.node2pending if not n.shutting_down]
+        now = time.monotonic()
         for req, queue in self.queues.items():
             if not queue or not req:
                 continue
             if not any(self._fits(n, req) for n in alive):
-                nodeids = [self.collection[i] for unit in queue for i in unit]
+                lost = []
+                for index in (i for unit in queue for i in unit):
+                    nodeid = self.collection[index]
+                    fallback = self.placement.fallback(nodeid)
+                    if fallback and any(self._fits(n, fallback) for n in alive):
+                        # the marker's fallback= hardware runs it, like a retry would
+                        self.retries.append(Retry(nodeid, index, now, attempt=1, hardware=fallback))
+                    else:
+                        lost.append(nodeid)
                 queue.clear()
-                self.placement.tests_unplaceable(nodeids, req)
+                if lost:
+                    self.placement.tests_unplaceable(lost, req)
 
     def _send(self, node: WorkerController, indices: list[int]) -> None:
         self.node2pending[node].extend(indices)
@@ -356,8 +374,8 @@ class DtfScheduling:
         if not queues:
             self._flush(node)
             return
-        remaining = sum(len(q) for q in self.queues.values())
-        live = max(1, len(self._live_nodes()))
+        remaining = sum(len(q) for q in queues)
+        live = max(1, len(self.node2pending) - len(self.quarantined))
         target = max(REFILL_BELOW + 1, min(MAX_CHUNK, remaining // (2 * live)))
         batch: list[int] = []
         for queue in queues:

@@ -15,12 +15,28 @@ from typing import Any, Callable
 
 import pytest
 
-from .controller import Settings
-from .engine import ConfigError, DtfConfig, load_config, load_config_file, load_pyproject
+from .engine.config import ConfigError, DtfConfig, load_config, load_config_file, load_pyproject
 from .record import CRASH_TYPES
 
 # exit status when every test passed but some only after retries (--dtf-fail-on-flaky)
 EXIT_FLAKY = 6
+
+
+@dataclass
+class Settings:
+    """The run-level knobs, validated by the plugin."""
+
+    retry: bool = False
+    max_retries: int | None = None
+    budget: int | None = None  # None: derived from the collection size
+    fail_on_flaky: bool = False
+    breaker_min_tests: int = 3
+    breaker_min_failed_retries: int = 3
+    quarantine_threshold: int = 3
+    missing_hardware: str = "skip"
+    heartbeat_timeout: float = 10.0
+    peer: str | None = None  # an active peer retry plugin that owns retries
+    peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
 
 
 def _number(kind: type, minimum: float, maximum: float = math.inf) -> Callable[[object, str], Any]:
@@ -185,7 +201,7 @@ def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig, dict[str,
 
 def _add_crash_types(engine_config: DtfConfig) -> None:
     """The plugin's own record types (worker deaths, hardware mismatch) map to categories."""
-    from .engine import ErrorCategory
+    from .engine.categories import ErrorCategory
 
     mapping = engine_config.error_categories
     for typename, category in CRASH_TYPES.items():

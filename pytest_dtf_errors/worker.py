@@ -118,11 +118,11 @@ class WorkerPlugin:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        meta = attempt_meta(item.nodeid)
-        report.dtf_attempt = int(meta.get("attempt") or 1)  # type: ignore[attr-defined]
+        if not report.failed:
+            return report
         if item.get_closest_marker("flaky") is not None:
             report.dtf_peer_marked = True  # type: ignore[attr-defined]
-        if report.failed and call.excinfo is not None:
+        if call.excinfo is not None:
             report.dtf_error = record.from_exception(  # type: ignore[attr-defined]
                 call.excinfo.value,
                 phase=call.when,

@@ -290,7 +290,9 @@ def test_build_report_validates_and_lists_every_test_once() -> None:
     assert run["workers"][1] == {"id": "gw1", "host": "h1", "hardware": ["cpu", "cuda"]}
     flaky = report["tests"][1]["attempts"]
     assert [(a["node"], a["outcome"]) for a in flaky] == [("gw0", "failed"), ("gw1", "passed")]
-    assert flaky[0]["decision"] == {"retry": True, "delay": 0.5, "reason": "retryable"}
+    assert flaky[0]["decision"] == {
+        "retry": True, "delay": 0.5, "reason": "retryable", "avoid": [], "prefer_not": []
+    }
     assert flaky[0]["error"]["type"] == "ConnectionRefusedError"
     assert report["nodes"][2]["quarantined"] is True and report["nodes"][2]["crashes"] == 1
     assert {p["scope"] for p in report["patterns"]} == {"node", "systemic"}
