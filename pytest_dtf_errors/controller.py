@@ -13,14 +13,17 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import pytest
 
 from . import record as records
-from .engine import DistributedErrorHandler, ErrorCategory
+from .engine.categories import ErrorCategory
 from .ledger import Attempt, Decision, Ledger
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .engine.handler import DistributedErrorHandler
 
 # Categories whose retry must run on another worker (the node is suspect).
 NODE_SPECIFIC = {
@@ -121,21 +124,34 @@ class Controller:
         self,
         config: pytest.Config,
         settings: Settings,
-        handler: DistributedErrorHandler,
+        make_handler: Callable[[], DistributedErrorHandler],
         ledger: Ledger,
     ) -> None:
         self.config = config
         self.settings = settings
-        self.handler = handler
+        self._make_handler = make_handler
+        self._handler: DistributedErrorHandler | None = None
         self.ledger = ledger
         self.dispatcher: Dispatcher | None = None
         self.open: dict[tuple[str, str], Attempt] = {}
         self.locations: dict[str, tuple[str, int | None, str]] = {}
         self.requirements: dict[str, dict[str, Any]] = {}  # nodeid -> hardware marker info
-        self.patterns: dict[str, _PatternStats] = {}
+        self.breaker: dict[str, _PatternStats] = {}  # pattern id -> what the breaker knows
         self.suspects: dict[str, set[str]] = {}  # node -> tests that failed only there
         self.crashed_on: dict[str, list[str]] = {}  # nodeid -> workers it took down
         self.waiting: set[str] = set()  # retries promised, not started
+
+    @property
+    def handler(self) -> DistributedErrorHandler:
+        """The engine, built on the first failure: a run where all pass never pays for it."""
+        if self._handler is None:
+            self._handler = self._make_handler()
+        return self._handler
+
+    def patterns(self) -> list[dict[str, Any]]:
+        if self._handler is None:
+            return []
+        return [p.to_dict() for p in self._handler.error_aggregator.get_error_groups()]
 
     # -- helpers the plugin and dispatchers use -----------------------------
     def collected(self, nodeids: list[str]) -> None:
@@ -281,7 +297,7 @@ class Controller:
         decided = self.config.hook.pytest_dtf_classify(error=error, context=context, config=self.config)
         if decided is None:
             return None
-        from .engine import Classification
+        from .engine.classify import Classification
 
         try:
             category = decided if isinstance(decided, ErrorCategory) else ErrorCategory.lookup(str(decided))
@@ -326,7 +342,7 @@ class Controller:
             return None
 
     def _pattern(self, pattern: str | None, nodeid: str) -> _PatternStats:
-        stats = self.patterns.setdefault(pattern or "?", _PatternStats())
+        stats = self.breaker.setdefault(pattern or "?", _PatternStats())
         stats.tests.add(nodeid)
         return stats
 
@@ -424,8 +440,8 @@ class Controller:
         rec = self.ledger.test(nodeid)
         failed_nodes = {a.node for a in rec.attempts if a.failed}
         for a in rec.attempts:
-            if a.failed and a.pattern in self.patterns:
-                self.patterns[a.pattern].recovered += 1
+            if a.failed and a.pattern in self.breaker:
+                self.breaker[a.pattern].recovered += 1
         if att.node not in failed_nodes:
             for node in failed_nodes:
                 tests = self.suspects.setdefault(node, set())
@@ -461,7 +477,7 @@ class Controller:
         attempts = self.ledger.test(nodeid).attempts
         if len(attempts) < 2:
             return
-        stats = self.patterns.get(attempts[-2].pattern or "?")
+        stats = self.breaker.get(attempts[-2].pattern or "?")
         if stats is not None:
             stats.outstanding = max(0, stats.outstanding - 1)
             self._release(stats)

@@ -108,6 +108,7 @@ class XdistGlue:
         self.spawned = 0
         self.replacing = 0  # a crashed worker's replacement xdist is about to start
         self.interrupted = False
+        self._source: str | None = None
         self.lost: set[str] = set()
         self.lost_reason: dict[str, str] = {}
         self.originals: dict[str, Any] = {}
@@ -305,14 +306,15 @@ class XdistGlue:
     # -- the link ----------------------------------------------------------------
     @pytest.hookimpl
     def pytest_configure_node(self, node: Any) -> None:
+        """Open the DTF link. It runs on the worker before xdist's own code, which
+        must not start before it ends (execnet's main_thread_only model)."""
         name = node_id(node)
         self.nodes[name] = node
         rec = self.controller.ledger.node(name)
         rec.host = _spec_host(node.gateway.spec)
         tags = ["cpu"]
         try:
-            source = inspect.getsource(hardware) + "\n" + inspect.getsource(_worker_link)
-            channel = node.gateway.remote_exec(source)
+            channel = node.gateway.remote_exec(self._link_source())
             channel.send({"heartbeat_interval": 1.0})
             hello = channel.receive(timeout=LINK_TIMEOUT)
             link = channel.receive(timeout=LINK_TIMEOUT)
@@ -322,10 +324,16 @@ class XdistGlue:
             self.last_seen[name] = time.monotonic()
         except (execnet.RemoteError, execnet.TimeoutError, OSError, EOFError, KeyError) as exc:
             self._say(f"dtf: no link to {name} ({type(exc).__name__}); it runs without heartbeats")
-        self._set_tags(name, tags + self.host_tags.get(name, []) + self.host_tags.get(rec.host or "", []))
+        extra = self.host_tags.get(name, []) + self.host_tags.get(rec.host or "", [])
+        self._set_tags(name, tags + extra)
         gpus = (node.gateway.spec.env or {}).get("CUDA_VISIBLE_DEVICES")
         if gpus is not None:
             rec.gpus = gpus
+
+    def _link_source(self) -> str:
+        if self._source is None:
+            self._source = inspect.getsource(hardware) + "\n" + inspect.getsource(_worker_link)
+        return self._source
 
     def _set_tags(self, name: str, tags: list[str]) -> None:
         unique = sorted(set(tags))
@@ -538,11 +546,21 @@ class XdistGlue:
         finally:
             if self.waker is not None:
                 self.waker.stop()
+            self._close_links()
             reason, outcome = self._end_reason()
             if self.sched is not None and self.sched.collection is not None and outcome == "error":
                 self.replacing = 0
                 self.sched.give_up_unplaceable()  # hardware nobody has any more: skipped
             self.controller.finish_unfinished(reason, outcome)
+
+    def _close_links(self) -> None:
+        """Close the links before xdist tears the gateways down: nothing waits on them."""
+        for link in self.links.values():
+            try:
+                link.close()
+            except Exception:  # noqa: BLE001 - a dead gateway
+                pass
+        self.links.clear()
 
     def _end_reason(self) -> tuple[str, str]:
         ds = self.dsession

@@ -208,5 +208,16 @@ class Ledger:
         out["retries"] = self.retries_used
         return out
 
+    def quiet(self) -> bool:
+        """Nothing failed, nothing was retried, no worker or host was in trouble."""
+        if self.retries_used or self.breaker_trips or self.unavailable or self.lost_hosts:
+            return False
+        if any(n.quarantined or n.lost for n in self.nodes.values()):
+            return False
+        return all(
+            rec.final not in ("failed", "error", "flaky") and not any(a.failed for a in rec.attempts)
+            for rec in self.tests.values()
+        )
+
     def flaky(self) -> list[TestRecord]:
         return [r for r in self.tests.values() if r.final == "flaky"]

@@ -57,14 +57,20 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     # the controller's rooms: not imported on workers
     from .controller import Controller
-    from .engine import DistributedErrorHandler
     from .ledger import Ledger
 
     settings.peer = _active_peer(config)
     settings.peer_installed = _installed_peer(config)
-    handler = DistributedErrorHandler(engine_config)
+    def make_handler() -> Any:
+        from .engine.handler import DistributedErrorHandler
+
+        handler = DistributedErrorHandler(engine_config)
+        for strategies in config.hook.pytest_dtf_recovery_strategies(config=config):
+            handler.recovery_strategies.extend(strategies or [])
+        return handler
+
     ledger = Ledger(retry_budget=settings.budget)
-    controller = Controller(config, settings, handler, ledger)
+    controller = Controller(config, settings, make_handler, ledger)
     session = DtfSession(config, controller, values)
     config.pluginmanager.register(session, CONTROLLER)
     if _distributed(config):
@@ -146,9 +152,6 @@ class DtfSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        handler = self.controller.handler
-        for strategies in self.config.hook.pytest_dtf_recovery_strategies(config=self.config):
-            handler.recovery_strategies.extend(strategies or [])
         s = self.controller.settings
         tr = self.config.pluginmanager.getplugin("terminalreporter")
         if tr is None:
@@ -184,19 +187,18 @@ class DtfSession:
         finally:
             self._write_reports()
 
-    def _patterns(self) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in self.controller.handler.error_aggregator.get_error_groups()]
-
     def _write_reports(self) -> None:
-        from . import report
-
         ledger = self.controller.ledger
         xmlpath = getattr(self.config.option, "xmlpath", None)
+        path = self.values.get("report")
+        if not path and not xmlpath:
+            return
+        from . import report
+
         if xmlpath and os.path.exists(xmlpath):
             report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
-        path = self.values.get("report")
         if path:
-            data = report.build_report(ledger, self._patterns(), run_info=self._run_info())
+            data = report.build_report(ledger, self.controller.patterns(), run_info=self._run_info())
             self.config.hook.pytest_dtf_report(report=data, config=self.config)
             target = Path(path)
             if not target.is_absolute():
@@ -221,13 +223,15 @@ class DtfSession:
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        ledger = self.controller.ledger
+        if ledger.quiet():
+            return
         from .report import write_summary
 
-        ledger = self.controller.ledger
         write_summary(
             terminalreporter,
             ledger,
-            self._patterns(),
+            self.controller.patterns(),
             verbose=self.config.option.verbose,
             budget=ledger.retry_budget,
         )

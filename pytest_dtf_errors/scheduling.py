@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
 
 SUPPORTED_MODES = ("load", "loadscope", "loadfile", "loadgroup")
-MAX_CHUNK = 50  # most tests queued ahead on one worker
+MAX_CHUNK = 100  # most tests queued ahead on one worker
 REFILL_BELOW = 3  # keep at least this many queued so a worker never waits for its next item
 
 
@@ -91,6 +91,8 @@ class DtfScheduling:
         self.reported: set[tuple[str, int]] = set()  # (node, index) with a teardown report
         self.flushed: set[WorkerController] = set()  # the last thing sent was the flush item
         self.flush_index = -1  # index of the workers' no-op item (worker.FlushItem)
+        self.refill_below = REFILL_BELOW  # top a worker up when it has fewer queued
+        self._ordered: list[tuple[tuple[str, ...], deque[list[int]]]] | None = None
 
     # -- the protocol ------------------------------------------------------
     @property
@@ -153,7 +155,7 @@ class DtfScheduling:
         # the hot path: one test done, top up this worker (the others have their own events)
         if self.retries:
             self._dispatch_retries(time.monotonic())
-        if pending is not None and len(pending) < REFILL_BELOW and name not in self.quarantined:
+        if pending is not None and len(pending) < self.refill_below and name not in self.quarantined:
             if not node.shutting_down:
                 self._fill(node)
 
@@ -254,6 +256,7 @@ class DtfScheduling:
         q = self.queues.get(req)
         if q is None:
             q = self.queues[req] = deque()
+            self._ordered = None
         return q
 
     def _requeue(self, node: WorkerController, index: int) -> None:
@@ -368,15 +371,18 @@ class DtfScheduling:
 
     def _fill(self, node: WorkerController) -> None:
         pending = self.node2pending[node]
-        if len(pending) >= REFILL_BELOW:
+        if len(pending) >= self.refill_below:
             return
         queues = [q for req, q in self._by_specificity() if q and self._fits(node, req)]
         if not queues:
+            self.refill_below = REFILL_BELOW
             self._flush(node)
             return
         remaining = sum(len(q) for q in queues)
         live = max(1, len(self.node2pending) - len(self.quarantined))
         target = max(REFILL_BELOW + 1, min(MAX_CHUNK, remaining // (2 * live)))
+        # top up at half a chunk: the next batch arrives before the worker runs dry
+        self.refill_below = max(REFILL_BELOW, target // 2)
         batch: list[int] = []
         for queue in queues:
             while queue and len(pending) + len(batch) < target:
@@ -390,4 +396,6 @@ class DtfScheduling:
 
     def _by_specificity(self) -> list[tuple[tuple[str, ...], deque[list[int]]]]:
         # Hardware-specific work first, so generic tests do not starve it of its workers.
-        return sorted(self.queues.items(), key=lambda kv: (not kv[0], kv[0]))
+        if self._ordered is None:
+            self._ordered = sorted(self.queues.items(), key=lambda kv: (not kv[0], kv[0]))
+        return self._ordered

@@ -32,7 +32,7 @@ def summary_lines(
     width: int = DEFAULT_WIDTH,
 ) -> list[Line]:
     """Lines (text, TerminalWriter markup) of the summary; [] when there is nothing to say."""
-    if _ledger_quiet(ledger):
+    if ledger.quiet():
         return []  # the common case: skip building the whole report
     report = build_report(ledger, patterns, run_info={})
     if budget is not None:
@@ -246,18 +246,6 @@ def pattern_table(
 
 
 # -- helpers -------------------------------------------------------------------
-def _ledger_quiet(ledger: Ledger) -> bool:
-    """Nothing failed, nothing was retried, no worker or host was in trouble."""
-    if ledger.retries_used or ledger.breaker_trips or ledger.unavailable or ledger.lost_hosts:
-        return False
-    if any(n.quarantined or n.lost for n in ledger.nodes.values()):
-        return False
-    return all(
-        rec.final not in ("failed", "error", "flaky") and not any(a.failed for a in rec.attempts)
-        for rec in ledger
-    )
-
-
 def _quiet(report: Mapping[str, Any]) -> bool:
     s = report.get("summary", {})
     if s.get("failed") or s.get("error") or s.get("flaky"):
