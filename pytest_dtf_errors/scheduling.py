@@ -381,6 +381,8 @@ class DtfScheduling:
         remaining = sum(len(q) for q in queues)
         live = max(1, len(self.node2pending) - len(self.quarantined))
         target = max(REFILL_BELOW + 1, min(MAX_CHUNK, remaining // (2 * live)))
+        if self.retries:
+            target = REFILL_BELOW + 1  # short queues: a retry soon due starts soon after
         # top up at half a chunk: the next batch arrives before the worker runs dry
         self.refill_below = max(REFILL_BELOW, target // 2)
         batch: list[int] = []
