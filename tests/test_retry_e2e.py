@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LOGGING_CONFTEST, MODES, attempts_log, outcomes, run
+from conftest import LOGGING_CONFTEST, MODES, attempts_log, load_report, outcomes, run
 
 # Fast, jitter-free policies so timings are predictable.
 FAST = """
@@ -156,10 +156,12 @@ def test_work(log, i):
 """,
         delay=1.0,
     )
-    result = run(p, "--dtf-retry", "-n", "2")
+    result = run(p, "--dtf-retry", "-n", "2", "--dtf-report", "r.json")
     assert result.ret == 0, result.stdout.str()
     log = attempts_log(p.path / "attempts.log")
     (first, retry) = log["net"]
+    decision = load_report(p.path / "r.json")["tests"][0]["attempts"][0]["decision"]
+    assert decision["retry"] and decision["dispatched"] - decision["due"] <= 0.1, decision
     assert retry[2] - first[2] >= 1.0, "the retry waits out its delay"
     during = [t for name, att in log.items() if name.startswith("work") for _, _, t in att
               if first[2] < t < retry[2]]
