@@ -26,7 +26,19 @@ _EXPORTS = {
     "integrate_error_handler": "coordinator_error_integration",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "DistributedErrorHandler",
+    "ErrorCategory",
+    "HardwareRecoveryStrategy",
+    "NetworkRecoveryStrategy",
+    "RecoveryStrategy",
+    "ResourceRecoveryStrategy",
+    "RetryPolicy",
+    "TestExecutionRecoveryStrategy",
+    "WorkerRecoveryStrategy",
+    "__version__",
+    "integrate_error_handler",
+]
 
 if TYPE_CHECKING:
     from .coordinator_error_integration import integrate_error_handler

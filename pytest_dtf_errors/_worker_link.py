@@ -7,6 +7,7 @@ thread, and publishes its state as the module ``_dtf_link`` for the worker's
 pytest plugin. Stdlib only; no imports from the package.
 """
 
+import contextlib
 import os
 import sys
 import threading
@@ -30,7 +31,7 @@ def _dtf_mem() -> dict:
     return out
 
 
-def _dtf_link_main(channel) -> None:  # noqa: ANN001 - an execnet channel
+def _dtf_link_main(channel) -> None:
     params = channel.receive()
     state = types.ModuleType("_dtf_link")
     state.attempts = {}
@@ -43,13 +44,12 @@ def _dtf_link_main(channel) -> None:  # noqa: ANN001 - an execnet channel
     state.channel = link
     sys.modules["_dtf_link"] = state
 
-    def on_message(message) -> None:  # noqa: ANN001
-        try:
+    def on_message(message) -> None:
+        # never let a bad message kill execnet's receiver thread
+        with contextlib.suppress(Exception):
             kind, data = message
             if kind == "attempt":
                 state.attempts[data["nodeid"]] = data
-        except Exception:  # noqa: BLE001 - never kill the receiver thread
-            pass
 
     link.setcallback(on_message)
     interval = float(params.get("heartbeat_interval", 1.0))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -106,7 +107,7 @@ def default_budget(collected: int) -> int:
 class _PatternStats:
     """What the breaker knows of one error pattern."""
 
-    __slots__ = ("tests", "failed_retries", "recovered", "tripped", "outstanding", "held")
+    __slots__ = ("failed_retries", "held", "outstanding", "recovered", "tests", "tripped")
 
     def __init__(self) -> None:
         self.tests: set[str] = set()
@@ -410,9 +411,13 @@ class Controller:
                 req.hardware = tuple(action["hardware"])
             elif kind == "scale_timeout":
                 req.timeout_factor = max(req.timeout_factor, float(action.get("factor") or 1.0))
-        if category in HARDWARE_CATEGORIES and self.dispatcher is not None:
-            if not self.dispatcher.other_workers(att.node, req.hardware) and self.fallback(nodeid):
-                req.hardware = self.fallback(nodeid)
+        if (
+            category in HARDWARE_CATEGORIES
+            and self.dispatcher is not None
+            and not self.dispatcher.other_workers(att.node, req.hardware)
+            and self.fallback(nodeid)
+        ):
+            req.hardware = self.fallback(nodeid)
         return req
 
     def _act(self, att: Attempt, decision: Decision) -> None:
@@ -502,26 +507,18 @@ class Controller:
         reason = self._breaker_reason(pattern, stats)
         cancelled = []
         assert self.dispatcher is not None
-        for request in stats.held:
-            last = self.ledger.test(request.nodeid).attempts[-1]
-            self.waiting.discard(request.nodeid)
-            self.ledger.retries_used -= 1
-            if last.decision is not None:
-                last.decision.reason += f"; cancelled: {reason}"
-            cancelled.append(request.nodeid)
-            self.fail_final(request.nodeid, "failed", f"retry cancelled: {reason}", last)
+        for request in stats.held:  # never sent: they wait for the probes' verdict
+            cancelled.append(self._cancel(request.nodeid, reason))
         stats.held.clear()
-        for nodeid in sorted(stats.tests):
-            rec = self.ledger.test(nodeid)
-            last = rec.attempts[-1] if rec.attempts else None
-            if nodeid in self.waiting and last is not None and last.pattern == pattern:
-                if self.dispatcher.cancel(nodeid):
-                    self.waiting.discard(nodeid)
-                    if last.decision is not None:
-                        last.decision.reason += f"; cancelled: {reason}"
-                    self.ledger.retries_used -= 1
-                    cancelled.append(nodeid)
-                    self.fail_final(nodeid, "failed", f"retry cancelled: {reason}", last)
+        for nodeid in sorted(stats.tests):  # sent, still waiting out their delay
+            attempts = self.ledger.test(nodeid).attempts
+            if (
+                nodeid in self.waiting
+                and attempts
+                and attempts[-1].pattern == pattern
+                and self.dispatcher.cancel(nodeid)
+            ):
+                cancelled.append(self._cancel(nodeid, reason))
         self.ledger.breaker_trips.append({"pattern": pattern, "reason": reason, "tests": cancelled})
 
     def retry_dispatched(self, nodeid: str) -> None:
@@ -529,6 +526,16 @@ class Controller:
         attempts = self.ledger.test(nodeid).attempts
         if attempts and attempts[-1].decision is not None:
             attempts[-1].decision.dispatched = time.time()
+
+    def _cancel(self, nodeid: str, reason: str) -> str:
+        """A promised retry will not run: the test fails now, saying why."""
+        last = self.ledger.test(nodeid).attempts[-1]
+        self.waiting.discard(nodeid)
+        self.ledger.retries_used -= 1
+        if last.decision is not None:
+            last.decision.reason += f"; cancelled: {reason}"
+        self.fail_final(nodeid, "failed", f"retry cancelled: {reason}", last)
+        return nodeid
 
     # -- final outcomes the controller makes up itself --------------------------
     def retry_unplaceable(self, nodeid: str, reason: str) -> None:

@@ -8,9 +8,10 @@ has nobody left to run it, and makes sure every test ends with an outcome.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
-import os
 import inspect
+import os
 import signal
 import socket
 import threading
@@ -109,6 +110,7 @@ class XdistGlue:
         self.replacing = 0  # a crashed worker's replacement xdist is about to start
         self.interrupted = False
         self._source: str | None = None
+        self.groups: dict[str, str] = {}  # nodeid -> xdist_group name (--dist loadgroup)
         self.lost: set[str] = set()
         self.lost_reason: dict[str, str] = {}
         self.originals: dict[str, Any] = {}
@@ -258,12 +260,10 @@ class XdistGlue:
         done = threading.Event()
 
         def run() -> None:
-            try:
+            # a dead proxy raises: nothing is left to tear down then
+            with contextlib.suppress(Exception):
                 teardown()
-            except Exception:  # noqa: BLE001 - a dead proxy: nothing left to tear down
-                pass
-            finally:
-                done.set()
+            done.set()
 
         threading.Thread(target=run, name="dtf-teardown", daemon=True).start()
         done.wait(TEARDOWN_TIMEOUT)
@@ -351,6 +351,8 @@ class XdistGlue:
             self.memory[name] = data
         elif kind == "requirements":
             self.controller.requirements.update(data)
+        elif kind == "groups":
+            self.groups.update(data)
         elif kind == "tags":
             self._set_tags(name, list(self.tags.get(name, [])) + list(data))
 
@@ -450,6 +452,9 @@ class XdistGlue:
 
     def requirement(self, nodeid: str) -> tuple[str, ...]:
         return self.controller.requirement(nodeid)
+
+    def group(self, nodeid: str) -> str | None:
+        return self.groups.get(nodeid)
 
     def fallback(self, nodeid: str) -> tuple[str, ...]:
         return self.controller.fallback(nodeid)
@@ -556,10 +561,8 @@ class XdistGlue:
     def _close_links(self) -> None:
         """Close the links before xdist tears the gateways down: nothing waits on them."""
         for link in self.links.values():
-            try:
+            with contextlib.suppress(Exception):  # a dead gateway
                 link.close()
-            except Exception:  # noqa: BLE001 - a dead gateway
-                pass
         self.links.clear()
 
     def _end_reason(self) -> tuple[str, str]:
@@ -585,11 +588,9 @@ def _forget_gateway(group: Any, gateway: Any) -> None:
 
 
 def _quiet_exit(gateway: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         gateway._io.close_read()
         gateway._io.close_write()
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _exit_status(node: Any) -> tuple[int | None, str | None]:

@@ -7,8 +7,9 @@ them keeps counts of its own.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, final
+from typing import Any, final
 
 # Final outcomes a test can end with.
 FINAL_OUTCOMES = ("passed", "failed", "skipped", "flaky", "error")

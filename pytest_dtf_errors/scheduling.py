@@ -43,6 +43,7 @@ class Placement(Protocol):
     def node_tags(self, node_id: str) -> list[str]: ...
     def requirement(self, nodeid: str) -> tuple[str, ...]: ...
     def fallback(self, nodeid: str) -> tuple[str, ...]: ...
+    def group(self, nodeid: str) -> str | None: ...
     def collected(self, nodeids: Sequence[str]) -> None: ...
     def before_retry(self, node: WorkerController, retry: Retry) -> None: ...
     def retry_unplaceable(self, retry: Retry, reason: str) -> None: ...
@@ -52,14 +53,17 @@ class Placement(Protocol):
     def next_due(self, due: float) -> None: ...
 
 
-def scope_key(nodeid: str, mode: str) -> str:
+def scope_key(nodeid: str, mode: str, group: str | None = None) -> str:
     """The unit a first attempt is sent in, as xdist's own schedulers group it."""
     if mode == "loadfile":
         return nodeid.split("::", 1)[0]
     if mode == "loadscope":
         return nodeid.rsplit("::", 1)[0]
-    if mode == "loadgroup" and "@" in nodeid:
-        return nodeid.rsplit("@", 1)[-1]
+    if mode == "loadgroup":
+        if "@" in nodeid:
+            return "@" + nodeid.rsplit("@", 1)[-1]
+        if group is not None:
+            return "@" + group
     return nodeid
 
 
@@ -155,9 +159,13 @@ class DtfScheduling:
         # the hot path: one test done, top up this worker (the others have their own events)
         if self.retries:
             self._dispatch_retries(time.monotonic())
-        if pending is not None and len(pending) < self.refill_below and name not in self.quarantined:
-            if not node.shutting_down:
-                self._fill(node)
+        if (
+            pending is not None
+            and len(pending) < self.refill_below
+            and name not in self.quarantined
+            and not node.shutting_down
+        ):
+            self._fill(node)
 
     def mark_test_pending(self, item: str) -> None:
         """A peer plugin (pytest-rerunfailures) asks for a test to run again."""
@@ -205,10 +213,11 @@ class DtfScheduling:
     def add_retry(self, retry: Retry) -> None:
         self.retries.append(retry)
         self.placement.next_due(retry.due)
-        if not any(self._eligible(n, retry, strict=False) for n in self._live_nodes()):
+        if not any(
+            self._eligible(n, retry, strict=False) for n in self._live_nodes()
+        ) and not self.placement.starting_workers():
             # Every worker is shutting down or gone: start one for this retry.
-            if not self.placement.starting_workers():
-                self.placement.spawn_worker(retry.avoid | retry.prefer_not, retry.hardware)
+            self.placement.spawn_worker(retry.avoid | retry.prefer_not, retry.hardware)
 
     def cancel_retry(self, nodeid: str) -> bool:
         """Drop a waiting retry (the breaker stopped it). True if one was waiting."""
@@ -248,7 +257,8 @@ class DtfScheduling:
         units: dict[tuple[tuple[str, ...], str], list[int]] = {}
         for index, nodeid in enumerate(first):
             req = self.placement.requirement(nodeid)
-            units.setdefault((req, scope_key(nodeid, self.mode)), []).append(index)
+            group = self.placement.group(nodeid) if self.mode == "loadgroup" else None
+            units.setdefault((req, scope_key(nodeid, self.mode, group)), []).append(index)
         for (req, _), unit in units.items():
             self._queue(req).append(unit)
 

@@ -49,6 +49,23 @@ def hardware_requirement(item: pytest.Item) -> dict[str, Any] | None:
     return {"any": wanted, "fallback": [str(f).lower() for f in fallback]}
 
 
+def xdist_groups(items: list[pytest.Item]) -> dict[str, str]:
+    """``@pytest.mark.xdist_group`` names, as xdist's loadgroup reads them.
+
+    xdist appends them to the nodeid on the worker; with pytest 9.2 that
+    suffix no longer reaches the controller, so they are sent over the link.
+    """
+    groups = {}
+    for item in items:
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+        if names:
+            groups[item.nodeid] = "_".join(sorted(names))
+    return groups
+
+
 class WorkerPlugin:
     """Hooks that run where the tests run."""
 
@@ -81,6 +98,8 @@ class WorkerPlugin:
             if req is not None:
                 reqs[item.nodeid] = req
         self._send(("requirements", reqs))
+        if getattr(self.config.option, "loadgroup", False):
+            self._send(("groups", xdist_groups(session.items)))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

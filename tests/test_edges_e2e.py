@@ -1,0 +1,203 @@
+"""Edges of the retry loop end to end: grouping modes, crash kinds, hostile errors, timeouts, --lf."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import LOGGING_CONFTEST, attempts_log, load_report, outcomes, run
+
+from pytest_dtf_errors.report import validate
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester):
+    def make(files: dict[str, str], toml: str = "[tool.dtf]\nbreaker_min_tests = 1000\n") -> pytest.Pytester:
+        pytester.makeconftest(LOGGING_CONFTEST)
+        pytester.makepyprojecttoml(toml)
+        pytester.makepyfile(**files)
+        return pytester
+
+    return make
+
+
+GROUPED = """
+import time, pytest
+@pytest.mark.parametrize("i", range(4))
+def test_t(log, i):
+    log("{name}%d" % i)
+    time.sleep(0.02)
+"""
+
+
+@pytest.mark.parametrize("mode", ["loadfile", "loadscope"])
+def test_grouped_modes_keep_a_file_or_scope_on_one_worker(project, mode):
+    p = project({f"test_{n}": GROUPED.format(name=n) for n in ("a", "b", "c", "d")})
+    result = run(p, "-n", "2", "--dist", mode, "--dtf-retry")
+    assert result.ret == 0, result.stdout.str()
+    log = attempts_log(p.path / "attempts.log")
+    for n in ("a", "b", "c", "d"):
+        workers = {w for name, att in log.items() if name.startswith(n) for _, w, _ in att}
+        assert len(workers) == 1, (n, workers)
+
+
+def test_loadgroup_keeps_a_group_on_one_worker(project):
+    p = project(
+        {
+            "test_g": """
+import pytest
+@pytest.mark.xdist_group("db")
+@pytest.mark.parametrize("i", range(5))
+def test_db(log, i):
+    log("db%d" % i)
+
+@pytest.mark.parametrize("i", range(5))
+def test_free(log, i):
+    log("free%d" % i)
+"""
+        }
+    )
+    result = run(p, "-n", "2", "--dist", "loadgroup", "--dtf-retry")
+    assert result.ret == 0
+    log = attempts_log(p.path / "attempts.log")
+    assert len({w for name, att in log.items() if name.startswith("db") for _, w, _ in att}) == 1
+
+
+def test_worksteal_falls_back_to_load_with_a_warning(project):
+    p = project({"test_w": "def test_ok(): pass"})
+    result = run(p, "-n", "2", "--dist", "worksteal", "--dtf-retry")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--dist worksteal is not supported*falling back to --dist load*"])
+
+
+def test_segfault_is_a_system_crash_and_sigkill_a_worker_crash(project):
+    p = project(
+        {
+            "test_c": """
+import ctypes, os, signal
+def test_segv(dtf_attempt):
+    if dtf_attempt == 1:
+        ctypes.string_at(0)
+
+def test_kill(dtf_attempt):
+    if dtf_attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def test_ok():
+    pass
+"""
+        }
+    )
+    result = run(p, "-n", "2", "--dtf-retry", "--dtf-report", "r.json", "-p", "no:faulthandler")
+    assert result.ret == 0, result.stdout.str()
+    tests = {t["nodeid"].split("::")[1]: t for t in load_report(p.path / "r.json")["tests"]}
+    segv = tests["test_segv"]["attempts"][0]
+    assert (segv["category"], segv["error"]["signal"]) == ("system_crash", "SIGSEGV")
+    kill = tests["test_kill"]["attempts"][0]
+    assert (kill["category"], kill["error"]["signal"]) == ("worker_crashed", "SIGKILL")
+    assert tests["test_segv"]["outcome"] == tests["test_kill"]["outcome"] == "flaky"
+
+
+HOSTILE = """
+import pytest
+
+class Nasty(Exception):
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+def test_huge():
+    raise ConnectionError("x" * 10_000_000)
+
+def test_unprintable():
+    raise Nasty()
+
+def test_bytes():
+    raise ValueError(b"\\xff\\xfe\\x00 not utf-8 \\x80")
+"""
+
+
+@pytest.mark.parametrize("mode", [["-n", "2"], ["-p", "no:xdist"]], ids=["xdist", "inprocess"])
+def test_hostile_error_text_is_handled(project, mode):
+    p = project({"test_h": HOSTILE})
+    result = run(p, *mode, "--dtf-retry", "--dtf-report", "r.json", "--junitxml", "j.xml")
+    assert result.ret == 1
+    report = load_report(p.path / "r.json")
+    validate(report)
+    assert [t["outcome"] for t in report["tests"]] == ["failed"] * 3
+    huge = report["tests"][0]["attempts"][0]["error"]["message"]
+    assert len(huge) < 10_000, "messages are cut to a bound"
+    assert "unprintable" in report["tests"][1]["attempts"][0]["error"]["message"]
+
+
+def test_timeout_is_scaled_for_the_retry_under_pytest_timeout(project):
+    pytest.importorskip("pytest_timeout")
+    p = project(
+        {
+            "test_t": """
+import time, pytest
+@pytest.mark.timeout(1)
+def test_slow(log):
+    log("slow")
+    time.sleep(1.4)
+"""
+        }
+    )
+    result = run(p, "-n", "2", "--dtf-retry", "--dtf-report", "r.json")
+    assert result.ret == 0, result.stdout.str()
+    [test] = load_report(p.path / "r.json")["tests"]
+    first, second = test["attempts"]
+    assert first["category"] == "worker_timeout"
+    assert {"kind": "scale_timeout", "factor": 2.0} in first["actions"]
+    assert test["outcome"] == "flaky"
+
+
+def test_last_failed_sees_final_outcomes(project):
+    p = project(
+        {
+            "test_l": """
+def test_flaky(dtf_attempt):
+    if dtf_attempt == 1:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+def test_broken():
+    assert False
+"""
+        }
+    )
+    first = p.runpytest_subprocess("-p", "no:pytest-retry", "-p", "no:flaky", "-n", "2", "--dtf-retry")
+    assert first.ret == 1
+    again = p.runpytest_subprocess("-p", "no:pytest-retry", "-p", "no:flaky", "-n", "2", "--dtf-retry", "--lf")
+    assert outcomes(again) == {"failed": 1}  # only test_broken ran again
+
+
+def test_waiting_tests_are_skipped_when_their_only_workers_die(project):
+    p = project(
+        {
+            "test_d": """
+import os, pytest
+@pytest.mark.hardware("cuda")
+@pytest.mark.parametrize("i", range(6))
+def test_gpu(i):
+    if i == 0:
+        os._exit(1)
+
+def test_cpu():
+    pass
+"""
+        }
+    )
+    args = ["-d", "--tx", "popen//env:DTF_HARDWARE=cuda", "--tx", "popen//env:DTF_HARDWARE==cpu"]
+    result = run(p, *args, "--max-worker-restart", "0", "--dtf-report", "r.json", "-rs")
+    report = load_report(p.path / "r.json")
+    outcomes_by_test = {t["nodeid"]: (t["outcome"], t.get("reason") or "") for t in report["tests"]}
+    assert len(outcomes_by_test) == 7
+    waiting = [o for n, o in outcomes_by_test.items() if "test_gpu[" in n and not n.endswith("[0]")]
+    assert all(o == "skipped" and "requires hardware cuda" in r for o, r in waiting), outcomes_by_test
+    result.stdout.fnmatch_lines(["*requires hardware cuda; no worker has it*"])
+
+
+def test_plugin_can_be_turned_off(pytester):
+    pytester.makepyfile("def test_ok(): pass")
+    result = run(pytester, "-p", "no:dtf_errors", "-n", "2")
+    assert result.ret == 0
+    assert "dtf" not in result.stdout.str()
+    result = run(pytester, "-p", "no:dtf_errors", "--dtf-retry")
+    assert result.ret == 4
