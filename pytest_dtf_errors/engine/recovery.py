@@ -84,15 +84,21 @@ class RecoveryStrategy(abc.ABC):
         return []
 
 
-class ResourceRecoveryStrategy(RecoveryStrategy):
+class _CategoryStrategy(RecoveryStrategy):
+    """A built-in strategy: applicable to the categories in its CATEGORIES set."""
+
+    CATEGORIES: frozenset[ErrorCategory] = frozenset()
+
+    def is_applicable(self, error_category: ErrorCategory, hardware_type: str | None = None) -> bool:
+        return error_category in self.CATEGORIES
+
+
+class ResourceRecoveryStrategy(_CategoryStrategy):
     """Memory, disk, files, ports: retry on another node, quarantine a node that keeps failing."""
 
     name = "resource"
     CATEGORIES = frozenset({E.RESOURCE_EXHAUSTED, E.RESOURCE_NOT_FOUND, E.RESOURCE_UNAVAILABLE,
                             E.SYSTEM_RESOURCE_LIMIT})
-
-    def is_applicable(self, error_category: ErrorCategory, hardware_type: str | None = None) -> bool:
-        return error_category in self.CATEGORIES
 
     def recover(self, task_id: str, error: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         error = coerce_record(error)
@@ -109,15 +115,12 @@ class ResourceRecoveryStrategy(RecoveryStrategy):
         return self._result(actions, True, notes)
 
 
-class NetworkRecoveryStrategy(RecoveryStrategy):
+class NetworkRecoveryStrategy(_CategoryStrategy):
     """Timeouts, refused connections, 5xx: back off, longer timeout, another node if free."""
 
     name = "network"
     CATEGORIES = frozenset({E.NETWORK_TIMEOUT, E.NETWORK_CONNECTION_ERROR, E.NETWORK_SERVER_ERROR})
     timeout_factor = 1.5
-
-    def is_applicable(self, error_category: ErrorCategory, hardware_type: str | None = None) -> bool:
-        return error_category in self.CATEGORIES
 
     def recover(self, task_id: str, error: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         error = coerce_record(error)
@@ -134,15 +137,12 @@ class NetworkRecoveryStrategy(RecoveryStrategy):
         return self._result(actions, True, notes)
 
 
-class HardwareRecoveryStrategy(RecoveryStrategy):
+class HardwareRecoveryStrategy(_CategoryStrategy):
     """Missing or incompatible hardware: mark it unavailable on the node, run elsewhere."""
 
     name = "hardware"
     CATEGORIES = frozenset({E.HARDWARE_NOT_AVAILABLE, E.HARDWARE_MISMATCH,
                             E.HARDWARE_COMPATIBILITY_ERROR})
-
-    def is_applicable(self, error_category: ErrorCategory, hardware_type: str | None = None) -> bool:
-        return error_category in self.CATEGORIES
 
     def recover(self, task_id: str, error: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         error = coerce_record(error)
@@ -165,16 +165,13 @@ class HardwareRecoveryStrategy(RecoveryStrategy):
         return self._result(actions, True, ["updated hardware requirements"])
 
 
-class WorkerRecoveryStrategy(RecoveryStrategy):
+class WorkerRecoveryStrategy(_CategoryStrategy):
     """Crashed, lost or slow workers: restart, retry elsewhere, quarantine repeat offenders."""
 
     name = "worker"
     CATEGORIES = frozenset({E.WORKER_DISCONNECTED, E.WORKER_TIMEOUT, E.WORKER_CRASHED,
                             E.SYSTEM_CRASH})
     timeout_factor = 2.0
-
-    def is_applicable(self, error_category: ErrorCategory, hardware_type: str | None = None) -> bool:
-        return error_category in self.CATEGORIES
 
     def recover(self, task_id: str, error: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         error = coerce_record(error)
@@ -194,16 +191,13 @@ class WorkerRecoveryStrategy(RecoveryStrategy):
         return self._result(actions, True, notes)
 
 
-class TestExecutionRecoveryStrategy(RecoveryStrategy):
+class TestExecutionRecoveryStrategy(_CategoryStrategy):
     """Assertion, import, syntax and dependency errors: recorded, never retried."""
 
     __test__ = False  # not a pytest test class
     name = "test_execution"
     CATEGORIES = frozenset({E.TEST_ASSERTION_ERROR, E.TEST_IMPORT_ERROR, E.TEST_DEPENDENCY_ERROR,
                             E.TEST_SYNTAX_ERROR})
-
-    def is_applicable(self, error_category: ErrorCategory, hardware_type: str | None = None) -> bool:
-        return error_category in self.CATEGORIES
 
     def recover(self, task_id: str, error: Any, context: Mapping[str, Any]) -> dict[str, Any]:
         cat = _category(coerce_record(error), context)
