@@ -262,6 +262,8 @@ class Controller:
         if att.attempt > 1:
             stats.failed_retries += 1
             self._retry_resolved(nodeid)
+        # before deciding: the failure that trips the breaker is itself not retried
+        self._check_breaker(att.pattern, stats)
         if getattr(report, "dtf_peer_marked", False) and self.settings.peer_installed:
             decision = Decision(False, reason=f"marked flaky: left to {self.settings.peer_installed}")
         else:
@@ -291,7 +293,6 @@ class Controller:
             self.ledger.retries_used += 1
             self.waiting.add(nodeid)
             stats.held.append(request)
-        self._check_breaker(att.pattern, stats)
         self._release(stats)
 
     def _hook_classification(self, error: dict[str, Any], context: dict[str, Any]) -> Any:
