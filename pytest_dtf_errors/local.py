@@ -60,7 +60,12 @@ class LocalRunner:
         self.controller.collected([item.nodeid for item in session.items])
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        settings = self.controller.settings
+        if not settings.retry or settings.peer:
+            return None  # nothing to retry here: pytest (or the peer plugin) runs it
+        if settings.peer_installed and item.get_closest_marker("flaky") is not None:
+            return None  # @pytest.mark.flaky belongs to its plugin
         self.items[item.nodeid] = item
         self._run(item, nextitem, attempt=1)
         while self.now:

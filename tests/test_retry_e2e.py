@@ -292,7 +292,8 @@ def test_fail_on_flaky_has_its_own_exit_code(project):
     assert result.ret == 6
 
 
-def test_coexists_with_rerunfailures(project):
+@pytest.mark.parametrize("mode", MODES)
+def test_coexists_with_rerunfailures(project, mode):
     pytest.importorskip("pytest_rerunfailures")
     p = project(
         """
@@ -302,7 +303,7 @@ def test_net(log):
 """
     )
     # flaky (the bench extra) would shadow rerunfailures' own "flaky" marker
-    result = run(p, "--dtf-retry", "--reruns", "1", "-n", "2", "-p", "no:flaky")
+    result = run(p, "--dtf-retry", "--reruns", "1", *MODES[mode], "-p", "no:flaky")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*pytest-rerunfailures*is active*"])
     # rerunfailures runs it twice; dtf adds no retry of its own
