@@ -17,7 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-import multihost_fixture as mf  # noqa: E402
+import multihost_fixture as mf
 
 HEARTBEAT = 5.0
 PLAIN_TIMEOUT = 45.0

@@ -398,10 +398,11 @@ class Controller:
         category = att.category or ""
         if category in NODE_SPECIFIC:
             req.avoid.add(att.node)
-        elif category in PREFER_OTHER:
-            req.prefer_not.add(att.node)
         else:
             req.prefer_not.add(att.node)
+        if category in NODE_SPECIFIC | PREFER_OTHER:
+            # a node or network problem may be the whole host's: other hosts first
+            req.prefer_not |= self._same_host(att.node)
         for action in att.actions:
             kind = action.get("kind")
             if kind == "avoid_node":
@@ -420,6 +421,12 @@ class Controller:
         ):
             req.hardware = self.fallback(nodeid)
         return req
+
+    def _same_host(self, node: str) -> set[str]:
+        host = self.ledger.node(node).host
+        if host in (None, "localhost"):
+            return set()
+        return {n for n, rec in self.ledger.nodes.items() if rec.host == host}
 
     def _act(self, att: Attempt, decision: Decision) -> None:
         """Execute the engine's structured recovery actions."""

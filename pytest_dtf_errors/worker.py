@@ -77,6 +77,7 @@ class WorkerPlugin:
         self.worker_id = worker_id
         self.tags = tags
         self.rootdir = str(config.rootpath)
+        self.requirements: dict[str, dict[str, Any]] = {}
         self._send(("tags", tags))  # before "workerready": the header shows them
 
     @staticmethod
@@ -97,13 +98,14 @@ class WorkerPlugin:
             req = hardware_requirement(item)
             if req is not None:
                 reqs[item.nodeid] = req
+        self.requirements = reqs  # the per-test check below is a dict lookup
         self._send(("requirements", reqs))
         if getattr(self.config.option, "loadgroup", False):
             self._send(("groups", xdist_groups(session.items)))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        req = hardware_requirement(item)
+        req = self.requirements.get(item.nodeid)
         if req is None or set(req["any"]) & set(self.tags):
             return
         meta = attempt_meta(item.nodeid)

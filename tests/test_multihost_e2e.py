@@ -99,3 +99,28 @@ def test_proxied_worker_killed_is_replaced_through_its_proxy(multihost: MultiHos
     crashed = [t for t in report["tests"] if t["outcome"] == "flaky"]
     assert len(crashed) <= 1
     assert "replacing crashed worker" in r.output
+
+
+@pytest.mark.multihost(servers_per_host=2)
+def test_retries_go_to_another_host(multihost: MultiHost, tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    (proj / "test_net.py").write_text(
+        "import os, pytest\n"
+        "@pytest.mark.parametrize('i', range(12))\n"
+        "def test_net(i, dtf_attempt):\n"
+        "    if os.environ.get('DTF_HOST_NAME') == 'B' and dtf_attempt == 1:\n"
+        "        raise ConnectionRefusedError(111, 'Connection refused')\n"
+    )
+    report = tmp_path / "report.json"
+    args = ["-d", *multihost.tx_specs(), "--rsyncdir", str(proj), *COMMON, "--dtf-report", str(report), str(proj)]
+    r = run_pytest(args, cwd=proj, timeout=90)
+    assert r.rc == 0, r.text()
+    data = json.loads(report.read_text())
+    hosts = {n["id"]: n["host"] for n in data["nodes"]}
+    moved = [t for t in data["tests"] if len(t["attempts"]) == 2]
+    assert moved, "some tests ran on host B first"
+    for t in moved:
+        first, second = (hosts[a["node"]] for a in t["attempts"])
+        assert first == multihost.addr("B") and second == multihost.addr("A"), t
