@@ -225,23 +225,20 @@ class DtfScheduling:
         self.retries = [r for r in self.retries if r.nodeid != nodeid]
         return len(self.retries) != before
 
-    def waiting(self) -> list[Retry]:
-        return list(self.retries)
-
     def quarantine(self, node_name: str) -> None:
         """Stop sending work to a worker and move what it has not started."""
         self.quarantined.add(node_name)
         for node, pending in self.node2pending.items():
-            if node_id(node) == node_name and len(pending) > 1:
-                node.send_steal(pending[1:])
+            if node_id(node) != node_name:
+                continue
+            # the first is running and the second already taken off the worker's
+            # queue (as the running test's next item); the rest can be stolen
+            if len(pending) > 2:
+                node.send_steal(pending[2:])
+            self._flush(node)
 
     def mark_unavailable(self, node_name: str, hardware: str) -> None:
         self.unavailable.add((node_name, hardware))
-
-    def unscheduled_nodeids(self) -> list[str]:
-        """First attempts still queued on the controller (never sent)."""
-        assert self.collection is not None or not any(self.queues.values())
-        return [self.collection[i] for q in self.queues.values() for u in q for i in u]  # type: ignore[index]
 
     # -- internals ---------------------------------------------------------
     def _say(self, line: str) -> None:
