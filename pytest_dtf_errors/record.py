@@ -50,8 +50,6 @@ def safe_str(obj: object, limit: int = MAX_MESSAGE) -> str:
             return f"<unprintable {type(obj).__name__}: str() raised {type(exc).__name__}>"
         except BaseException:  # noqa: BLE001
             return "<unprintable object>"
-    if not isinstance(text, str):  # a __str__ returning a non-str subclass
-        text = "<non-str message>"
     return cut(text, limit)
 
 

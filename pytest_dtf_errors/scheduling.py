@@ -402,6 +402,8 @@ class DtfScheduling:
                 break
         if batch:
             self._send(node, batch)
+            if not any(q for q in queues):
+                self._flush(node)  # that was the last of it: let it all run
 
     def _by_specificity(self) -> list[tuple[tuple[str, ...], deque[list[int]]]]:
         # Hardware-specific work first, so generic tests do not starve it of its workers.

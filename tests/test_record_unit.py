@@ -1,0 +1,103 @@
+"""The worker-side error record: bounded, JSON-ready, whatever the exception does."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_dtf_errors import record
+from pytest_dtf_errors.engine import DistributedErrorHandler
+
+
+class NoStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("nope")
+
+
+class WeirdStr(Exception):
+    def __str__(self):  # type: ignore[override]
+        return 42  # noqa: PLE0307 - the hostile case under test
+
+
+def raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:  # noqa: BLE001
+        return caught
+
+
+def test_fields_are_the_listed_ones_and_json_ready():
+    rec = record.from_exception(raised(ConnectionRefusedError(111, "Connection refused")), phase="call", worker="gw0", hardware=["cpu", "cuda"])
+    assert set(record.RECORD_FIELDS) <= set(rec)
+    assert rec["type"] == "ConnectionRefusedError"
+    assert rec["mro"][:2] == ["builtins.ConnectionRefusedError", "builtins.ConnectionError"]
+    assert rec["hardware_context"] == {"hardware_type": "cuda", "tags": ["cpu", "cuda"]}
+    assert rec["frames"] and rec["frames"][0]["function"] == "raised"
+    json.dumps(rec)
+
+
+def test_the_chain_is_recorded_and_bounded():
+    def deep(n: int) -> BaseException:
+        try:
+            if n == 0:
+                raise OSError(28, "No space left on device")
+            raise RuntimeError(f"level {n}") from deep(n - 1)
+        except BaseException as exc:  # noqa: BLE001
+            return exc
+
+    rec = record.from_exception(deep(20))
+    depth, node = 0, rec
+    while node["chain"]:
+        node = node["chain"][0]
+        depth += 1
+    assert depth == record.MAX_CHAIN
+    assert DistributedErrorHandler().classify(record.from_exception(deep(1))).category.value == "resource_exhausted"
+
+
+def test_a_cycle_in_the_context_chain_terminates():
+    a, b = ValueError("a"), ValueError("b")
+    a.__context__, b.__context__ = b, a
+    rec = record.from_exception(a)
+    json.dumps(rec)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="ExceptionGroup is new in 3.11")
+def test_exception_groups_record_their_members():
+    members = [ConnectionError("x"), TimeoutError("y")]
+    group = ExceptionGroup("many", members)  # noqa: F821 - a builtin since 3.11
+    rec = record.from_exception(raised(group))
+    assert [m["type"] for m in rec["chain"] if m["relation"] == "group"] == ["ConnectionError", "TimeoutError"]
+
+
+def test_hostile_str_and_huge_messages():
+    assert "unprintable NoStr" in record.from_exception(raised(NoStr()))["message"]
+    assert "unprintable WeirdStr" in record.from_exception(raised(WeirdStr()))["message"]
+    rec = record.from_exception(raised(ValueError("x" * 10_000_000)))
+    assert len(rec["message"]) <= record.MAX_MESSAGE + 100
+    assert len(rec["traceback"]) <= record.MAX_TRACEBACK + 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(), st.binary()), st.sampled_from([ValueError, OSError, ConnectionError, AssertionError]))
+def test_any_message_gives_a_json_ready_classifiable_record(message, kind):
+    rec = record.from_exception(raised(kind(message)), phase="call", worker="gw1")
+    json.dumps(rec)
+    DistributedErrorHandler().classify(rec)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=2000))
+def test_records_rebuilt_from_a_longrepr_are_bounded(text):
+    rec = record.from_longrepr(text * 10, phase="setup", worker="gw0")
+    json.dumps(rec)
+    assert len(rec["message"]) <= record.MAX_MESSAGE + 100
+
+
+def test_crash_records_carry_signal_and_type():
+    rec = record.crash("t.py::test", "gw3", typename="WorkerSegfault", exitcode=-11, signal_name="SIGSEGV", hardware=["cpu"])
+    assert rec["type"] == "WorkerSegfault" and rec["signal"] == "SIGSEGV"
+    assert "killed by SIGSEGV" in rec["message"]
