@@ -124,3 +124,16 @@ def test_retries_go_to_another_host(multihost: MultiHost, tmp_path):
     for t in moved:
         first, second = (hosts[a["node"]] for a in t["attempts"])
         assert first == multihost.addr("B") and second == multihost.addr("A"), t
+
+
+def test_late_results_from_a_lost_worker_make_no_second_outcome(multihost: MultiHost, tmp_path):
+    # the link comes back after the worker was declared lost: whatever it sends then is dropped
+    specs, extra = _socket(multihost)
+    r, report_path, _ = _run(
+        multihost, tmp_path, lambda: multihost.flap("B", HEARTBEAT + 3.0), specs, extra
+    )
+    report = _check(r, report_path)
+    assert [n["id"] for n in report["nodes"] if n.get("lost")] == ["hostB"]
+    lines = [line for _, line in r.lines if "test_sleep[" in line and (" PASSED " in line or " FLAKY " in line)]
+    reported = [line.split()[-1] for line in lines]
+    assert len(reported) == len(set(reported)) == 40, "every test has exactly one final line"
