@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,23 @@ def final_line(result: pytest.RunResult) -> str:
         if re.search(r" in [\d.]+s", line):
             return line
     return ""
+
+
+FAKE_SMI = """#!/bin/sh
+printf '0, H200, 143771, GPU-aaaa\\n1, H200, 143771, GPU-bbbb\\n2, H200, 143771, GPU-cccc\\n3, H200, 143771, GPU-dddd\\n'
+"""
+
+
+@pytest.fixture
+def fake_gpus(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake nvidia-smi with 4 GPUs first on PATH, for the controller and its workers."""
+    bindir = pytester.path / "fakebin"
+    bindir.mkdir()
+    smi = bindir / "nvidia-smi"
+    smi.write_text(FAKE_SMI)
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("NVIDIA_VISIBLE_DEVICES", raising=False)
+    return bindir
+

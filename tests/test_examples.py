@@ -10,11 +10,9 @@ without them).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import stat
 from pathlib import Path
 
 import multihost_fixture as mf
@@ -36,9 +34,6 @@ OURS = (
     "gpu_pinning",
     "two_hosts",
 )
-FAKE_SMI = """#!/bin/sh
-printf '0, H200, 143771, GPU-aaaa\\n1, H200, 143771, GPU-bbbb\\n2, H200, 143771, GPU-cccc\\n3, H200, 143771, GPU-dddd\\n'
-"""
 
 
 def readme_command(name: str) -> list[str]:
@@ -213,18 +208,6 @@ def test_pyproject_policies_budget_and_missing_hardware_are_used(pytester):
 # -- GPU pinning ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_gpus(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fake nvidia-smi with 4 GPUs first on PATH, for the controller and its workers."""
-    bindir = pytester.path / "fakebin"
-    bindir.mkdir()
-    smi = bindir / "nvidia-smi"
-    smi.write_text(FAKE_SMI)
-    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.delenv("NVIDIA_VISIBLE_DEVICES", raising=False)
-    return bindir
 
 
 def test_gpu_pinning_with_a_fake_nvidia_smi(pytester, fake_gpus):

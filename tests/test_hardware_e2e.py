@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 
 import pytest
 from conftest import LOGGING_CONFTEST, attempts_log, load_report, outcomes, run
@@ -12,9 +10,6 @@ from conftest import LOGGING_CONFTEST, attempts_log, load_report, outcomes, run
 CUDA_AND_CPU = ["-d", "--tx", "popen//env:DTF_HARDWARE=cuda", "--tx", "popen//env:DTF_HARDWARE==cpu"]
 NO_GPU = "[tool.dtf]\nbreaker_min_tests = 1000\n"
 
-FAKE_SMI = """#!/bin/sh
-printf '0, H200, 143771, GPU-aaaa\\n1, H200, 143771, GPU-bbbb\\n2, H200, 143771, GPU-cccc\\n3, H200, 143771, GPU-dddd\\n'
-"""
 
 
 @pytest.fixture
@@ -28,17 +23,6 @@ def project(pytester: pytest.Pytester):
     return make
 
 
-@pytest.fixture
-def fake_gpus(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
-    """A fake nvidia-smi with 4 GPUs first on PATH, for the controller and its workers."""
-    bindir = pytester.path / "fakebin"
-    bindir.mkdir()
-    smi = bindir / "nvidia-smi"
-    smi.write_text(FAKE_SMI)
-    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    return bindir
 
 
 def test_hardware_tests_run_only_on_workers_with_the_hardware(project):
