@@ -315,7 +315,9 @@ class XdistGlue:
         tags = ["cpu"]
         try:
             channel = node.gateway.remote_exec(self._link_source())
-            channel.send({"heartbeat_interval": 1.0})
+            # xdist's own schedulers (--dist each) must not see the flush item
+            flush = self.config.getvalue("dist") != "each"
+            channel.send({"heartbeat_interval": 1.0, "flush": flush})
             hello = channel.receive(timeout=LINK_TIMEOUT)
             link = channel.receive(timeout=LINK_TIMEOUT)
             tags = list(hello["hardware"].get("tags") or ["cpu"])
@@ -452,6 +454,10 @@ class XdistGlue:
 
     def requirement(self, nodeid: str) -> tuple[str, ...]:
         return self.controller.requirement(nodeid)
+
+    def can_flush(self, node: Any) -> bool:
+        """The worker has the flush item: its link is up (it added the item at start)."""
+        return node_id(node) in self.links
 
     def group(self, nodeid: str) -> str | None:
         return self.groups.get(nodeid)

@@ -175,7 +175,9 @@ class FlushPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        session.items.append(FlushItem.from_parent(session, name="dtf-flush"))
+        link = sys.modules.get("_dtf_link")
+        if link is not None and link.params.get("flush"):  # only our scheduler sends it
+            session.items.append(FlushItem.from_parent(session, name="dtf-flush"))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:

@@ -201,3 +201,12 @@ def test_plugin_can_be_turned_off(pytester):
     assert "dtf" not in result.stdout.str()
     result = run(pytester, "-p", "no:dtf_errors", "--dtf-retry")
     assert result.ret == 4
+
+
+def test_dist_each_is_left_to_xdist_and_still_categorized(project):
+    p = project({"test_e": "def test_ok():\n    pass\n\ndef test_bad():\n    assert False\n"})
+    result = run(p, "-n", "2", "--dist", "each", "--dtf-retry", "--dtf-report", "r.json")
+    assert result.ret == 1
+    assert outcomes(result)["passed"] == 2 and outcomes(result)["failed"] == 2
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_assertion_error*"])

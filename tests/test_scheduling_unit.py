@@ -52,6 +52,7 @@ class FakePlacement:
     def requirement(self, nodeid): return tuple(self.requirements.get(nodeid, ()))
     def fallback(self, nodeid): return tuple(self.fallbacks.get(nodeid, ()))
     def group(self, nodeid): return self.groups.get(nodeid)
+    def can_flush(self, node): return True
     def collected(self, nodeids): self.collection = list(nodeids)
     def before_retry(self, node, retry): self.dispatched.append((retry.nodeid, node.name))
     def retry_unplaceable(self, retry, reason): self.unplaceable.append((retry.nodeid, reason))
