@@ -1,7 +1,7 @@
 """Worker side of the DTF link (sent verbatim with ``gateway.remote_exec``).
 
-Runs on the worker before xdist starts its worker module, after the source of
-``hardware.py``. It opens a second execnet channel whose callback runs in
+Runs on the worker before xdist starts its worker module. It opens a second
+execnet channel whose callback runs in
 execnet's receiver thread (not the busy main thread), starts a heartbeat
 thread, and publishes its state as the module ``_dtf_link`` for the worker's
 pytest plugin. Stdlib only; no imports from the package.
@@ -36,10 +36,6 @@ def _dtf_link_main(channel) -> None:
     state = types.ModuleType("_dtf_link")
     state.attempts = {}
     state.params = params
-    try:
-        state.hardware = detect_hardware()  # noqa: F821 - defined by hardware.py's source
-    except Exception as exc:  # noqa: BLE001
-        state.hardware = {"tags": ["cpu"], "gpu_count": 0, "gpus": [], "error": repr(exc)}
     link = channel.gateway.newchannel()
     state.channel = link
     sys.modules["_dtf_link"] = state
@@ -63,7 +59,7 @@ def _dtf_link_main(channel) -> None:
             time.sleep(interval)
 
     threading.Thread(target=beat, name="dtf-heartbeat", daemon=True).start()
-    channel.send({"hardware": state.hardware, "pid": os.getpid()})
+    channel.send({"pid": os.getpid()})
     channel.send(link)
 
 

@@ -312,19 +312,18 @@ class XdistGlue:
         self.nodes[name] = node
         rec = self.controller.ledger.node(name)
         rec.host = _spec_host(node.gateway.spec)
-        tags = ["cpu"]
+        tags = ["cpu"]  # the worker sends what it detects (and its hooks add) at start-up
         try:
             channel = node.gateway.remote_exec(self._link_source())
             # xdist's own schedulers (--dist each) must not see the flush item
             flush = self.config.getvalue("dist") != "each"
             channel.send({"heartbeat_interval": 1.0, "flush": flush})
-            hello = channel.receive(timeout=LINK_TIMEOUT)
+            channel.receive(timeout=LINK_TIMEOUT)  # hello: the link code ran
             link = channel.receive(timeout=LINK_TIMEOUT)
-            tags = list(hello["hardware"].get("tags") or ["cpu"])
             link.setcallback(lambda msg, name=name: self._on_link(name, msg))
             self.links[name] = link
             self.last_seen[name] = time.monotonic()
-        except (execnet.RemoteError, execnet.TimeoutError, OSError, EOFError, KeyError) as exc:
+        except (execnet.RemoteError, execnet.TimeoutError, OSError, EOFError) as exc:
             self._say(f"dtf: no link to {name} ({type(exc).__name__}); it runs without heartbeats")
         extra = self.host_tags.get(name, []) + self.host_tags.get(rec.host or "", [])
         self._set_tags(name, tags + extra)
@@ -334,7 +333,7 @@ class XdistGlue:
 
     def _link_source(self) -> str:
         if self._source is None:
-            self._source = inspect.getsource(hardware) + "\n" + inspect.getsource(_worker_link)
+            self._source = inspect.getsource(_worker_link)
         return self._source
 
     def _set_tags(self, name: str, tags: list[str]) -> None:

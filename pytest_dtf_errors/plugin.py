@@ -7,7 +7,6 @@ Thin on purpose: decisions live in ``controller``, placement in
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -98,13 +97,10 @@ def _distributed(config: pytest.Config) -> bool:
 
 
 def _worker_tags(config: pytest.Config) -> list[str]:
-    link = sys.modules.get("_dtf_link")
-    if link is not None:
-        tags = list(link.hardware.get("tags") or ["cpu"])
-    else:
-        from .hardware import detect_hardware
+    """Detected on the worker itself, in parallel with the others' start-up."""
+    from .hardware import detect_hardware
 
-        tags = list(detect_hardware().get("tags") or ["cpu"])
+    tags = list(detect_hardware().get("tags") or ["cpu"])
     return sorted(set(tags) | _hook_tags(config))
 
 
