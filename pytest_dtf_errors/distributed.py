@@ -106,13 +106,11 @@ class XdistGlue:
         self.memory: dict[str, dict[str, Any]] = {}
         self.tags: dict[str, list[str]] = {}
         self.nodes: dict[str, Any] = {}
-        self.spawned = 0
         self.replacing = 0  # a crashed worker's replacement xdist is about to start
         self.interrupted = False
         self._source: str | None = None
         self.groups: dict[str, str] = {}  # nodeid -> xdist_group name (--dist loadgroup)
         self.lost: set[str] = set()
-        self.lost_reason: dict[str, str] = {}
         self.originals: dict[str, Any] = {}
         controller.dispatcher = self
 
@@ -285,7 +283,6 @@ class XdistGlue:
         """A silent worker: fail its running test as WORKER_DISCONNECTED and move its queue."""
         name = node_id(node)
         self.lost.add(name)
-        self.lost_reason[name] = reason
         rec = self.controller.ledger.node(name)
         rec.lost = True
         rec.lost_reason = reason
@@ -372,7 +369,7 @@ class XdistGlue:
         typename = "WorkerCrash"
         detail = ""
         if name in self.lost:
-            typename, detail = "WorkerLost", self.lost_reason.get(name, "")
+            typename, detail = "WorkerLost", self.controller.ledger.node(name).lost_reason or ""
         elif exitcode is None and node is not None and not getattr(node.gateway.spec, "popen", False):
             typename, detail = "WorkerLost", "the connection to its host broke"
         elif signame == "SIGSEGV" or signame == "SIGBUS" or signame == "SIGABRT":
@@ -535,7 +532,6 @@ class XdistGlue:
         except Exception as exc:  # noqa: BLE001 - a host that cannot be reached
             self._say(f"dtf: could not start a worker for a retry: {exc!r}")
             return False
-        self.spawned += 1
         self._say(f"dtf: started a worker for a retry (from {node_id(template)}'s spec)")
         return True
 
