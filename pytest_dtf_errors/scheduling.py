@@ -95,6 +95,8 @@ class DtfScheduling:
         self.unavailable: set[tuple[str, str]] = set()
         self.reported: set[tuple[str, int]] = set()  # (node, index) with a teardown report
         self.flushed: set[WorkerController] = set()  # the last thing sent was the flush item
+        # workers whose channel closed before xdist told us they went down
+        self.unreachable: set[WorkerController] = set()
         self.flush_index = -1  # index of the workers' no-op item (worker.FlushItem)
         self.refill_below = REFILL_BELOW  # top a worker up when it has fewer queued
         self._ordered: list[tuple[tuple[str, ...], deque[list[int]]]] | None = None
@@ -184,6 +186,7 @@ class DtfScheduling:
         self.schedule()
 
     def remove_node(self, node: WorkerController) -> str | None:
+        self.unreachable.discard(node)
         pending = self.node2pending.pop(node)
         self.node2collection.pop(node, None)
         # A worker can die after a test's last report but before its
@@ -234,8 +237,8 @@ class DtfScheduling:
                 continue
             # the first is running and the second already taken off the worker's
             # queue (as the running test's next item); the rest can be stolen
-            if len(pending) > 2:
-                node.send_steal(pending[2:])
+            if len(pending) > 2 and not self._command(node, node.send_steal, pending[2:]):
+                continue
             self._flush(node)
 
     def mark_unavailable(self, node_name: str, hardware: str) -> None:
@@ -279,8 +282,10 @@ class DtfScheduling:
     def _live_nodes(self) -> list[WorkerController]:
         return [
             n
-            for n, _ in self.node2pending.items()
-            if not n.shutting_down and node_id(n) not in self.quarantined
+            for n in self.node2pending
+            if not n.shutting_down
+            and n not in self.unreachable
+            and node_id(n) not in self.quarantined
         ]
 
     def tags(self, node: WorkerController) -> set[str]:
@@ -306,15 +311,21 @@ class DtfScheduling:
                 self.placement.next_due(retry.due)
                 continue
             node = self._pick(retry, live)
+            died = False
+            while node is not None:
+                self.placement.before_retry(node, retry)
+                if self._send(node, [retry.index]):
+                    break
+                live.remove(node)  # it died under us: another one runs the retry
+                died = True
+                node = self._pick(retry, live)
             if node is None:
-                reason = self._why_unplaceable(retry)
+                reason = None if died else self._why_unplaceable(retry)
                 if reason is None:
-                    keep.append(retry)  # a worker is starting; wait for it
+                    keep.append(retry)  # a worker is starting (or will replace the dead)
                 else:
                     self.placement.retry_unplaceable(retry, reason)
                 continue
-            self.placement.before_retry(node, retry)
-            self._send(node, [retry.index])
             self.sent_retries[(node_id(node), retry.index)] = retry
         self.retries = keep
 
@@ -366,10 +377,26 @@ class DtfScheduling:
                 if lost:
                     self.placement.tests_unplaceable(lost, req)
 
-    def _send(self, node: WorkerController, indices: list[int]) -> None:
+    def _command(self, node: WorkerController, send: Any, *args: Any) -> bool:
+        """Send one command; False if the worker's channel is already closed.
+
+        A worker can die while its "down" event still waits in xdist's queue
+        behind the event being handled: it gets nothing more from us, and
+        xdist's own removal of it follows.
+        """
+        try:
+            send(*args)
+        except OSError:
+            self.unreachable.add(node)
+            return False
+        return True
+
+    def _send(self, node: WorkerController, indices: list[int]) -> bool:
+        if not self._command(node, node.send_runtest_some, indices):
+            return False
         self.node2pending[node].extend(indices)
         self.flushed.discard(node)
-        node.send_runtest_some(indices)
+        return True
 
     def _flush(self, node: WorkerController) -> None:
         """Nothing follows this worker's last test for now: let it run anyway."""
@@ -378,9 +405,9 @@ class DtfScheduling:
             and node not in self.flushed
             and self.flush_index >= 0
             and self.placement.can_flush(node)
+            and self._command(node, node.send_runtest_some, [self.flush_index])
         ):
             self.flushed.add(node)
-            node.send_runtest_some([self.flush_index])
 
     def _fill(self, node: WorkerController) -> None:
         pending = self.node2pending[node]
@@ -399,15 +426,19 @@ class DtfScheduling:
         # top up at half a chunk: the next batch arrives before the worker runs dry
         self.refill_below = max(REFILL_BELOW, target // 2)
         batch: list[int] = []
+        units: list[list[int]] = []
         for queue in queues:
             while queue and len(pending) + len(batch) < target:
-                batch.extend(queue.popleft())
+                units.append(queue.popleft())
+                batch.extend(units[-1])
                 if self.mode != "load":
                     break  # one scope at a time keeps groups on one worker
             if batch:
                 break
         if batch:
-            self._send(node, batch)
+            if not self._send(node, batch):
+                queue.extendleft(reversed(units))  # untouched, for the next worker
+                return
             if not any(q for q in queues):
                 self._flush(node)  # that was the last of it: let it all run
 

@@ -23,14 +23,21 @@ class FakeNode:
     sent: list[int] = field(default_factory=list)
     stolen: list[int] = field(default_factory=list)
     shutting_down: bool = False
+    closed: bool = False  # the worker died; xdist has not said so yet
 
     def __post_init__(self) -> None:
         self.gateway = FakeGateway(self.name)
 
+    def _check(self) -> None:
+        if self.closed:
+            raise OSError("cannot send (already closed?)")  # what execnet raises
+
     def send_runtest_some(self, indices: list[int]) -> None:
+        self._check()
         self.sent.extend(indices)
 
     def send_steal(self, indices: list[int]) -> None:
+        self._check()
         self.stolen.extend(indices)
 
     def shutdown(self) -> None:
@@ -209,6 +216,37 @@ def test_a_retry_sent_to_a_worker_that_dies_is_retried_again_not_lost():
     sched.node2pending[target].insert(0, 2)  # something runs before it
     sched.remove_node(target)
     assert [r.nodeid for r in sched.retries] == ["a"]
+
+
+def test_a_worker_that_died_before_xdist_says_so_gets_nothing_and_loses_nothing():
+    # CI saw it: gw1 crashed, and gw2's collection event was handled before
+    # gw1's "down" event; the scheduler's send to gw1 raised OSError.
+    ids = [f"t{i}" for i in range(40)]
+    sched, (w0, w1), _ = make(ids)
+    w1.closed = True
+    before = list(sched.node2pending[w1])
+    complete_all(sched, w0)
+    complete_all(sched, w1)  # w1's last reports came in before it died
+    sched.schedule()  # must not raise
+    assert sched.node2pending[w1] == []
+    assert w1 in sched.unreachable
+    assert sched.remove_node(w1) is None  # nothing was running there
+    for _ in range(100):
+        complete_all(sched, w0)
+        if sched.tests_finished:
+            break
+    assert sorted(set(w0.sent + before) - {sched.flush_index}) == list(range(len(ids)))
+
+
+def test_a_retry_for_a_worker_that_died_unannounced_goes_to_another():
+    sched, (w0, w1), place = make(["a", "b"])
+    for w in (w0, w1):
+        complete_all(sched, w)
+    w0.closed = True
+    sched.add_retry(Retry("a", 0, due=0, attempt=2, prefer_not={"gw1"}))
+    sched.schedule()
+    assert place.dispatched[-1] == ("a", "gw1")
+    assert 0 in sched.node2pending[w1] and not sched.retries
 
 
 def test_quarantine_steals_only_what_the_worker_has_not_taken():
