@@ -171,28 +171,33 @@ class Controller:
     # -- the report path ----------------------------------------------------
     def on_report(self, report: pytest.TestReport) -> None:
         """Record one phase report; turn a retried failure into a "rerun"."""
-        if getattr(report, "dtf_synthetic", False) or report.outcome == "rerun":
+        # The hot path: three reports per test, nearly all of them passing.
+        extra = report.__dict__
+        outcome = report.outcome
+        if outcome == "rerun" or extra.get("dtf_synthetic"):
             return
         nodeid = report.nodeid
+        when = report.when
         node = _node_name(report)
         key = (nodeid, node)
         att = self.open.get(key)
-        if att is None or report.when == "setup":
+        if att is None or when == "setup":
             self.locations.setdefault(nodeid, report.location)
             att = self.ledger.new_attempt(nodeid, node, **self._node_fields(node))
             self.open[key] = att
             self.waiting.discard(nodeid)
-        att.duration += getattr(report, "duration", 0.0) or 0.0
-        if report.failed:
+        att.duration += report.duration or 0.0
+        if outcome == "failed":
             if att.decision is None:
                 self._decide(att, report)
             if att.decision is not None and att.decision.retry:
                 report.outcome = "rerun"  # type: ignore[assignment]
-        elif report.skipped and att.outcome == "passed":
-            att.outcome = "skipped"
-        if report.when == "call" and report.passed and att.attempt > 1 and self._failed_before(nodeid, att):
+        elif outcome == "skipped":
+            if att.outcome == "passed":
+                att.outcome = "skipped"
+        elif when == "call" and att.attempt > 1 and self._failed_before(nodeid, att):
             report.dtf_flaky = True  # type: ignore[attr-defined]
-        if report.when in ("teardown", "???"):
+        if when == "teardown" or when == "???":
             self._close(key, att)
 
     def _failed_before(self, nodeid: str, att: Attempt) -> bool:
@@ -618,7 +623,7 @@ def _policy_retries(policy: Any, category: ErrorCategory) -> bool:
 
 
 def _node_name(report: pytest.TestReport) -> str:
-    node = getattr(report, "node", None)
+    node = report.__dict__.get("node")  # xdist sets it on the controller
     if node is None:
         return "local"
     gateway = getattr(node, "gateway", None)

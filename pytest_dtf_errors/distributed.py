@@ -356,9 +356,10 @@ class XdistGlue:
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        node = getattr(report, "node", None)
-        if report.when == "teardown" and node is not None and self.sched is not None:
-            self.sched.test_reported(node, report.nodeid)
+        if report.when == "teardown" and self.sched is not None:
+            node = report.__dict__.get("node")
+            if node is not None:
+                self.sched.test_reported(node, report.nodeid)
 
     # -- crashes -------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

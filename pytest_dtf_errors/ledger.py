@@ -16,7 +16,7 @@ FINAL_OUTCOMES = ("passed", "failed", "skipped", "flaky", "error")
 
 
 @final
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """What the controller decided about one failed attempt."""
 
@@ -41,7 +41,7 @@ class Decision:
 
 
 @final
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """One run of one test on one worker (setup + call + teardown)."""
 
@@ -89,7 +89,7 @@ class Attempt:
 
 
 @final
-@dataclass
+@dataclass(slots=True)
 class TestRecord:
     """Every attempt of one collected test and its one final outcome."""
 
@@ -118,7 +118,7 @@ class TestRecord:
 
 
 @final
-@dataclass
+@dataclass(slots=True)
 class NodeRecord:
     """A worker as the controller saw it."""
 

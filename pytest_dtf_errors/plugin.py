@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import settings as dtf_settings
-from .worker import FlushPlugin, WorkerPlugin, attempt_meta
+from .worker import FlushPlugin, TimeoutScaler, WorkerPlugin, attempt_meta
 
 if TYPE_CHECKING:
     from .controller import Controller
@@ -51,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
             WorkerPlugin(config, str(workerinput.get("workerid", "?")), tags), "dtf_worker"
         )
         config.pluginmanager.register(FlushPlugin(), "dtf_flush")
+        _scale_timeouts(config)
         return
     if config.option.collectonly:
         return
@@ -87,6 +88,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             WorkerPlugin(config, "local", tags, missing=settings.missing_hardware), "dtf_worker"
         )
+        _scale_timeouts(config)
+
+
+def _scale_timeouts(config: pytest.Config) -> None:
+    """Retries get more time under pytest-timeout; without it, no hook per test."""
+    if config.pluginmanager.hasplugin("timeout"):
+        config.pluginmanager.register(TimeoutScaler(), "dtf_timeout")
 
 
 def _distributed(config: pytest.Config) -> bool:
@@ -162,11 +170,13 @@ class DtfSession:
 
     @pytest.hookimpl
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
-        if report.outcome == "rerun":
+        outcome = report.outcome
+        if outcome == "passed":
+            if report.__dict__.get("dtf_flaky") and report.when == "call":
+                return "flaky", "L", ("FLAKY", {"yellow": True})
+        elif outcome == "rerun":
             return "rerun", "R", ("RERUN", {"yellow": True})
-        if getattr(report, "dtf_flaky", False) and report.when == "call" and report.passed:
-            return "flaky", "L", ("FLAKY", {"yellow": True})
-        if report.failed and report.when == "???":  # xdist's report of a worker crash
+        elif outcome == "failed" and report.when == "???":  # xdist's report of a worker crash
             return "error", "E", "ERROR"
         return None
 

@@ -114,15 +114,14 @@ class DtfScheduling:
 
     @property
     def tests_finished(self) -> bool:
-        if not self.collection_is_completed or self.collection is None:
+        # xdist asks after every event: the cheap "no" comes first
+        if self.collection is None or self.retries or not self.node2collection:
             return False
-        if self.retries or any(self.queues.values()):
-            return False
-        # a flushed worker runs its last test by itself; an unflushed one needs shutdown()
-        return all(
-            not p or (len(p) == 1 and node not in self.flushed)
-            for node, p in self.node2pending.items()
-        )
+        for node, pending in self.node2pending.items():
+            # a flushed worker runs its last test by itself; an unflushed one needs shutdown()
+            if len(pending) > 1 or (pending and node in self.flushed):
+                return False
+        return not any(self.queues.values())
 
     @property
     def has_pending(self) -> bool:

@@ -125,15 +125,6 @@ class WorkerPlugin:
             f"{', '.join(self.tags) or 'nothing'}"
         )
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_protocol(
-        self, item: pytest.Item, nextitem: pytest.Item | None
-    ) -> Generator[None, object, object]:
-        factor = float(attempt_meta(item.nodeid).get("timeout_factor") or 1.0)
-        if factor > 1.0 and self.config.pluginmanager.hasplugin("timeout"):
-            _scale_timeout(item, factor)
-        return (yield)
-
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
@@ -153,6 +144,19 @@ class WorkerPlugin:
                 rootdir=self.rootdir,
             )
         return report
+
+
+class TimeoutScaler:
+    """Gives a retry more time under pytest-timeout (registered only with it)."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # before pytest-timeout reads the marker
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, object, object]:
+        factor = float(attempt_meta(item.nodeid).get("timeout_factor") or 1.0)
+        if factor > 1.0:
+            _scale_timeout(item, factor)
+        return (yield)
 
 
 class FlushItem(pytest.Item):
