@@ -163,10 +163,9 @@ class DtfSession:
         if s.retry and s.peer:
             tr.write_line(f"dtf: {s.peer} is active; it retries failures, dtf only categorizes", yellow=True)
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+    @pytest.hookimpl(tryfirst=True)  # "rerun" before the terminal and JUnit see the report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.controller.on_report(report)
-        return (yield)
 
     @pytest.hookimpl
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
