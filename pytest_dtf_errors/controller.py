@@ -187,7 +187,9 @@ class Controller:
             self.open[key] = att
             self.waiting.discard(nodeid)
         att.duration += report.duration or 0.0
-        if outcome == "failed":
+        if when == "???" and att.call_passed and _lost(report):
+            self._lost_after_call(att, report)
+        elif outcome == "failed":
             if att.decision is None:
                 self._decide(att, report)
             if att.decision is not None and att.decision.retry:
@@ -195,10 +197,25 @@ class Controller:
         elif outcome == "skipped":
             if att.outcome == "passed":
                 att.outcome = "skipped"
-        elif when == "call" and att.attempt > 1 and self._failed_before(nodeid, att):
-            report.dtf_flaky = True  # type: ignore[attr-defined]
+        elif when == "call":
+            att.call_passed = True
+            if att.attempt > 1 and self._failed_before(nodeid, att):
+                report.dtf_flaky = True  # type: ignore[attr-defined]
         if when == "teardown" or when == "???":
             self._close(key, att)
+
+    def _lost_after_call(self, att: Attempt, report: pytest.TestReport) -> None:
+        """The test passed, then its worker went silent before the teardown report.
+
+        The test's result is known: it keeps it, and the crash report xdist
+        makes for it counts nowhere (the terminal already showed PASSED).
+        """
+        att.decision = Decision(
+            False,
+            reason=f"passed; worker {att.node} was lost before its teardown was reported",
+        )
+        report.outcome = "passed"
+        report.dtf_hidden = True  # type: ignore[attr-defined]
 
     def _failed_before(self, nodeid: str, att: Attempt) -> bool:
         return any(a.failed for a in self.ledger.test(nodeid).attempts if a is not att)
@@ -620,6 +637,12 @@ class Controller:
 def _policy_retries(policy: Any, category: ErrorCategory) -> bool:
     skip = getattr(policy, "categories_to_skip", None) or ()
     return category not in skip
+
+
+def _lost(report: pytest.TestReport) -> bool:
+    """A crash report for a worker that went silent, not one that died."""
+    error = report.__dict__.get("dtf_error") or {}
+    return error.get("type") == "WorkerLost"
 
 
 def _node_name(report: pytest.TestReport) -> str:

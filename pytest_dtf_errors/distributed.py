@@ -287,6 +287,7 @@ class XdistGlue:
         rec.lost = True
         rec.lost_reason = reason
         self._say(f"dtf: worker {name} is lost: {reason}")
+        _stop_local(node)
         self._filter_lost_events(self.dsession)
         self.originals["worker_errordown"](node=node, error=f"dtf: {reason}")
 
@@ -366,10 +367,11 @@ class XdistGlue:
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
         node = getattr(report, "node", None)
         name = node_id(node) if node is not None else "?"
-        exitcode, signame = _exit_status(node)
+        lost = name in self.lost
+        exitcode, signame = (None, None) if lost else _exit_status(node)
         typename = "WorkerCrash"
         detail = ""
-        if name in self.lost:
+        if lost:
             typename, detail = "WorkerLost", self.controller.ledger.node(name).lost_reason or ""
         elif exitcode is None and node is not None and not getattr(node.gateway.spec, "popen", False):
             typename, detail = "WorkerLost", "the connection to its host broke"
@@ -593,6 +595,17 @@ def _quiet_exit(gateway: Any) -> None:
     with contextlib.suppress(Exception):
         gateway._io.close_read()
         gateway._io.close_write()
+
+
+def _stop_local(node: Any) -> None:
+    """A silent local worker (hung, stopped) is killed: its work has moved on,
+    and a process left behind would outlive the session."""
+    if not getattr(node.gateway.spec, "popen", False) or getattr(node.gateway.spec, "via", None):
+        return
+    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
+    if popen is not None:
+        with contextlib.suppress(OSError):
+            popen.kill()
 
 
 def _exit_status(node: Any) -> tuple[int | None, str | None]:

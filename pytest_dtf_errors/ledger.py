@@ -63,6 +63,7 @@ class Attempt:
     pattern: str | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    call_passed: bool = False  # the test body passed (its teardown may still fail)
 
     @property
     def failed(self) -> bool:

@@ -173,6 +173,8 @@ class DtfSession:
         if outcome == "passed":
             if report.__dict__.get("dtf_flaky") and report.when == "call":
                 return "flaky", "L", ("FLAKY", {"yellow": True})
+            if report.__dict__.get("dtf_hidden"):
+                return "", "", ""  # a lost worker's test that had passed: shown once already
         elif outcome == "rerun":
             return "rerun", "R", ("RERUN", {"yellow": True})
         elif outcome == "failed" and report.when == "???":  # xdist's report of a worker crash

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from pathlib import Path
+
 import pytest
 from conftest import LOGGING_CONFTEST, attempts_log, load_report, outcomes, run
 
@@ -210,3 +215,71 @@ def test_dist_each_is_left_to_xdist_and_still_categorized(project):
     assert outcomes(result)["passed"] == 2 and outcomes(result)["failed"] == 2
     assert "INTERNALERROR" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*test_assertion_error*"])
+
+
+SILENT_AFTER_PASS = """
+import os, signal, time, pytest
+
+@pytest.fixture
+def silent_in_teardown():
+    yield
+    try:  # the first worker here goes silent, once: stopped, not dead
+        fd = os.open("stopped.pid", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+def test_passes_then_goes_silent(silent_in_teardown):
+    pass
+
+@pytest.mark.parametrize("i", range(6))
+def test_other(i):
+    time.sleep(0.05)
+"""
+
+
+def test_a_test_that_passed_before_its_worker_went_silent_keeps_its_one_pass(project):
+    # The call report (passed) arrives, the teardown report never does: the
+    # worker is declared lost and xdist reports the test as its crash item.
+    # CI saw this on a flapping host as "passed" on the terminal and "flaky" in the JSON.
+
+    p = project({"test_suite.py": SILENT_AFTER_PASS})
+    pid_file = p.path / "stopped.pid"
+    try:
+        result = run(
+            p, "-n", "2", "-v", "--dtf-retry", "-o", "dtf_heartbeat_timeout=2",
+            "--dtf-report", "r.json",
+        )
+        # the silent worker was killed, not left stopped behind the session
+        state = _process_state(int(pid_file.read_text()))
+        assert state in (None, "Z"), state
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert outcomes(result) == {"passed": 7}, out
+    lines = [line for line in result.outlines if line.endswith("test_passes_then_goes_silent ")]
+    assert [line.split("]")[-1].split()[0] for line in lines if "]" in line] == ["PASSED"], out
+    assert "RERUN" not in out and "FLAKY" not in out and "ERROR" not in out, out
+    report = load_report(p.path / "r.json")
+    validate(report)
+    assert report["summary"]["passed"] == 7
+    test = next(t for t in report["tests"] if t["nodeid"].endswith("test_passes_then_goes_silent"))
+    assert test["outcome"] == "passed"
+    [attempt] = test["attempts"]
+    assert attempt["outcome"] == "passed"
+    assert "was lost before its teardown" in attempt["decision"]["reason"]
+    assert [n["id"] for n in report["nodes"] if n.get("lost")] == [attempt["node"]]
+
+
+def _process_state(pid: int) -> str | None:
+    """The state letter from /proc (R, S, T for stopped, Z), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
