@@ -283,3 +283,44 @@ def _process_state(pid: int) -> str | None:
     except FileNotFoundError:
         return None
     return stat.rsplit(")", 1)[1].split()[0]
+
+
+DIES_AFTER_PASS = """
+import os, pytest
+
+@pytest.fixture
+def dies_in_teardown():
+    yield
+    try:  # the first worker here dies, once, after the test body passed
+        os.close(os.open("died", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(1)
+
+def test_passes_then_worker_dies(dies_in_teardown):
+    pass
+
+def test_other():
+    pass
+"""
+
+
+def test_a_worker_that_dies_after_a_test_passed_is_a_crash_and_is_retried(project):
+    # Unlike a silent worker, a dead one is a failure of the test's protocol
+    # (its teardown may be what killed it): the crash is retried. pytest's
+    # line counts the first pass too, as plain xdist does; the JSON one outcome.
+    p = project({"test_suite.py": DIES_AFTER_PASS})
+    result = run(p, "-n", "2", "-v", "--dtf-retry", "--dtf-report", "r.json")
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    words = [
+        line.split()[-2]
+        for line in result.outlines
+        if line.rstrip().endswith("test_passes_then_worker_dies") and line.startswith("[gw")
+    ]
+    assert words == ["PASSED", "RERUN", "FLAKY"], out
+    report = load_report(p.path / "r.json")
+    validate(report)
+    test = next(t for t in report["tests"] if t["nodeid"].endswith("test_passes_then_worker_dies"))
+    assert test["outcome"] == "flaky"
+    assert [a["category"] for a in test["attempts"]] == ["worker_crashed", None]
