@@ -1,6 +1,6 @@
 """Overhead benchmark: 2,000 trivially passing tests at -n 2, with and without the plugin.
 
-    .venv/bin/python bench/overhead.py [--repeat 7] [--tests 2000] [--json out.json]
+    .venv/bin/python bench/overhead.py [--repeat 7] [--tests 2000] [--json out.json] [--phases]
 
 Compares ``--dtf-retry`` (the plugin active, retries on) against
 ``-p no:dtf_errors`` (the plugin not loaded). pytest-rerunfailures, flaky and
@@ -8,6 +8,10 @@ pytest-retry are disabled in both. The two configurations alternate
 (off on off on ...; the order flips every other round) ``--repeat`` times;
 the table shows every run, the median and the ratio of the medians. Figures
 go to BENCHMARKS.md; nothing is asserted.
+
+``--phases`` loads ``bench/phase_timing.py`` into every session and adds a
+table: for each phase of the session, the controller's wall clock and CPU time
+and the workers' CPU time when they reached it (medians), off against on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,6 +72,8 @@ def main() -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=7, help="runs per configuration (default 7)")
     parser.add_argument("--tests", type=int, default=2000, help="tests in the suite (default 2000)")
+    parser.add_argument("--phases", action="store_true",
+                        help="also time the phases of each session (bench/phase_timing.py)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="dtf-bench-overhead-"))
@@ -78,14 +85,22 @@ def main() -> int:
     print(f"suite dir: {suite}")
 
     off, on = configs()
+    phases_log = root / "phases.log"
+    envs: dict[str, dict[str, str]] = {"off": {}, "on": {}}
+    if args.phases:
+        for c in (off, on):
+            c.args = [*c.args, "-p", "phase_timing"]
+            envs[c.key] = {"PYTHONPATH": str(Path(__file__).resolve().parent),
+                           "DTF_PHASES_LOG": str(phases_log), "CFG": c.key}
     # One warm-up run of each (imports into the page cache, .pyc files written), not counted.
     for c in (off, on):
-        run_pytest(c, suite, args.tests)
+        run_pytest(c, suite, args.tests, env=envs[c.key])
         c.runs.clear()
+    phases_log.unlink(missing_ok=True)
     for rep in range(args.repeat):
         order = (off, on) if rep % 2 == 0 else (on, off)
         for c in order:
-            run = run_pytest(c, suite, args.tests)
+            run = run_pytest(c, suite, args.tests, env=envs[c.key])
             print(f"  {c.key:>3} run {rep + 1}: {run.seconds:6.2f} s wall, {run.cpu_seconds:6.2f} s CPU"
                   f"  {'ok' if run.ok else 'NOT OK'}"
                   f"  [{run.final_line}]", flush=True)
@@ -107,6 +122,12 @@ def main() -> int:
     print(f"CPU time (session + workers, user + system): ratio of medians {cpu_ratio:.3f}x;"
           " less disturbed by other load on the machine than wall time")
 
+    phases = phase_table(phases_log) if args.phases else None
+    if phases:
+        print()
+        print(table(phases, ["phase reached", "ctl wall off", "on", "+", "ctl CPU off", "on", "+",
+                             "worker CPU off", "on", "+"]))
+
     write_json(args.json, {
         "benchmark": "overhead",
         "machine": info,
@@ -115,12 +136,40 @@ def main() -> int:
         "ratio": round(ratio, 4),
         "cpu_ratio": round(cpu_ratio, 4),
         "pair_ratios": [round(r, 4) for r in pair_ratios],
+        "phases": phases,
     })
     if args.keep:
         print(f"kept {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if off.ok and on.ok else 1
+
+
+def phase_table(log: Path) -> list[list[str]]:
+    """Median seconds at each phase, per configuration, from phase_timing's lines."""
+    marks: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for line in log.read_text().splitlines():
+        cfg, proc, *pairs = line.split()
+        for pair in pairs:
+            key, value = pair.split("=")
+            if proc == "ctl":
+                kind = "ctl wall" if key.startswith("wall_") else "ctl CPU"
+            else:
+                kind = "worker CPU"
+            marks[(kind, key.removeprefix("wall_"), cfg)].append(float(value))
+    rows = []
+    for phase in ("configure", "collected", "first_report", "sessionfinish", "unconfigure", "exit"):
+        row = [phase]
+        for kind in ("ctl wall", "ctl CPU", "worker CPU"):
+            off = marks.get((kind, phase, "off"))
+            on = marks.get((kind, phase, "on"))
+            if not off or not on:
+                row += ["-", "-", "-"]
+                continue
+            a, b = statistics.median(off), statistics.median(on)
+            row += [f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}"]
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":
