@@ -28,6 +28,7 @@ two workers were. Figures go to BENCHMARKS.md; nothing is asserted.
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import statistics
 import sys
@@ -148,6 +149,23 @@ def timeline(log: Path, t_start: float, t_end: float) -> dict[str, float]:
     }
 
 
+def dispatch_lateness(report: Path) -> dict[str, float]:
+    """How long after its due time each retry went out to a worker (the waker's job)."""
+    data = json.loads(report.read_text())
+    late = [
+        a["decision"]["dispatched"] - a["decision"]["due"]
+        for t in data["tests"]
+        for a in t["attempts"]
+        if a.get("decision") and a["decision"].get("dispatched") is not None
+        and a["decision"].get("due") is not None
+    ]
+    return {
+        "retries": float(len(late)),
+        "late_median": statistics.median(late) if late else 0.0,
+        "late_max": max(late) if late else 0.0,
+    }
+
+
 def main() -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration (default 3)")
@@ -171,10 +189,14 @@ def main() -> int:
             run_dir = root / f"run-{c.key}-{rep}"
             run_dir.mkdir()
             env = {"BENCH_DIR": str(run_dir), "BENCH_FAIL": "0" if c.key == "a" else "1"}
+            if c.key == "b":  # the JSON report says when each retry was due and sent
+                env["PYTEST_ADDOPTS"] = f"--dtf-report {run_dir / 'report.json'}"
             t_start = time.time()
             run = run_pytest(c, suite, args.tests, env=env)
             t_end = time.time()
             tl = timeline(run_dir / "attempts.log", t_start, t_end)
+            if c.key == "b":
+                tl.update(dispatch_lateness(run_dir / "report.json"))
             timelines[c.key].append(tl)
             print(f"  {c.key} run {rep + 1}: {run.seconds:6.2f} s  {'ok' if run.ok else 'NOT OK'}"
                   f"  [{run.final_line}]", flush=True)
@@ -207,6 +229,12 @@ def main() -> int:
           "\nretry gap: median time from a failed attempt's end to its retry's start.")
     print("final lines:", *(f"  {c.key}: {c.runs[-1].final_line}" for c in cfgs if c.runs),
           sep="\n")
+    if timelines.get("b"):
+        tls = timelines["b"]
+        print("dtf: a retry was sent to a worker after its due time by "
+              f"{statistics.median(t['late_median'] for t in tls) * 1000:.0f} ms (median of runs' "
+              f"medians), at most {max(t['late_max'] for t in tls) * 1000:.0f} ms "
+              f"({sum(int(t['retries']) for t in tls)} retries)")
 
     write_json(args.json, {
         "benchmark": "retry_delay",

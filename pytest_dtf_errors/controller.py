@@ -138,7 +138,9 @@ class Controller:
         self.locations: dict[str, tuple[str, int | None, str]] = {}
         self.requirements: dict[str, dict[str, Any]] = {}  # nodeid -> hardware marker info
         self.breaker: dict[str, _PatternStats] = {}  # pattern id -> what the breaker knows
-        self.suspects: dict[str, set[str]] = {}  # node -> tests that failed only there
+        # node -> {test that failed there and passed on another worker: its pattern}
+        self.suspects: dict[str, dict[str, str | None]] = {}
+        self.pattern_nodes: dict[str | None, set[str]] = {}  # pattern -> workers it failed on
         self.crashed_on: dict[str, list[str]] = {}  # nodeid -> workers it took down
         self.waiting: set[str] = set()  # retries promised, not started
 
@@ -266,7 +268,7 @@ class Controller:
             "attempt_count": att.attempt,
             "test_id": nodeid,
             "timeout": self._timeout(),
-            "node_failures": len(self.suspects.get(att.node, ())),
+            "node_failures": len(self._node_only(att.node)),
         }
         result = self.handler.handle_error(
             nodeid, error, context, classification=self._hook_classification(error, context)
@@ -275,6 +277,7 @@ class Controller:
         att.category = category.value
         att.rule = result.get("rule")
         att.pattern = result.get("pattern_id")
+        self.pattern_nodes.setdefault(att.pattern, set()).add(att.node)
         recovery = result.get("recovery_action") or {}
         att.actions = list(recovery.get("actions") or [])
         if phase == "crash":
@@ -478,15 +481,27 @@ class Controller:
             if a.failed and a.pattern in self.breaker:
                 self.breaker[a.pattern].recovered += 1
         if att.node not in failed_nodes:
+            for a in rec.attempts:
+                if a.failed:
+                    self.suspects.setdefault(a.node, {})[nodeid] = a.pattern
             for node in failed_nodes:
-                tests = self.suspects.setdefault(node, set())
-                tests.add(nodeid)
+                tests = self._node_only(node)
                 if len(tests) >= self.settings.quarantine_threshold:
                     self._quarantine(
                         node,
-                        f"{len(tests)} different tests failed only on {node} "
-                        "and passed on other workers",
+                        f"{len(tests)} different tests failed only on {node}, with errors "
+                        "no other worker had, and passed on other workers",
                     )
+
+    def _node_only(self, node: str) -> list[str]:
+        """Tests that failed on ``node`` and passed elsewhere, with an error pattern
+        seen on no other worker: evidence against the worker, not the tests.
+        (Errors that strike every worker alike, a flaky server say, are not.)"""
+        return [
+            nodeid
+            for nodeid, pattern in self.suspects.get(node, {}).items()
+            if self.pattern_nodes.get(pattern, set()) <= {node}
+        ]
 
     # -- the pattern breaker --------------------------------------------------
     # A pattern seen in several tests is probed like a half-open circuit

@@ -182,6 +182,31 @@ def test_io(log, i):
     assert on_gw0 < 24, "queued work moved away from the quarantined worker"
 
 
+def test_errors_every_worker_has_quarantine_none_of_them(project):
+    # A flaky server fails tests once on whichever worker runs them: each
+    # worker sees tests fail there and pass elsewhere, but the error is not
+    # the worker's (the bench's retry suite quarantined one worker before).
+    p = project(
+        """
+import os, time, pytest
+@pytest.mark.parametrize("i", range(24))
+def test_net(log, dtf_attempt, i):
+    log("net%d" % i)
+    time.sleep(0.05)
+    if dtf_attempt == 1 and i % 2 == 0:
+        raise ConnectionRefusedError(111, "Connection refused")
+""",
+        toml="[tool.dtf]\nquarantine_threshold = 2\nbreaker_min_tests = 1000\n",
+    )
+    result = run(p, "-n", "2", "--dtf-retry", "--dtf-report", "r.json")
+    assert result.ret == 0, result.stdout.str()
+    report = load_report(p.path / "r.json")
+    failed_on = {t["attempts"][0]["node"] for t in report["tests"] if t["outcome"] == "flaky"}
+    assert failed_on == {"gw0", "gw1"}, "both workers saw the error"
+    assert not [n["id"] for n in report["nodes"] if n["quarantined"]]
+    assert "quarantined" not in result.stdout.str()
+
+
 def test_gpu_pinning_gives_each_worker_its_own_gpus(project, fake_gpus):
     p = project(
         """
