@@ -59,6 +59,14 @@ class RetryRequest:
     prefer_not: set[str] = field(default_factory=set)
     hardware: tuple[str, ...] = ()
     timeout_factor: float = 1.0
+    # when the failure was decided (time.monotonic()): a retry held back by the
+    # breaker has served that part of its delay when it is released
+    decided: float = field(default_factory=time.monotonic)
+
+    @property
+    def due(self) -> float:
+        """When the retry may run, on the time.monotonic() clock."""
+        return self.decided + self.delay
 
 
 class Dispatcher(Protocol):

@@ -405,7 +405,7 @@ class XdistGlue:
             Retry(
                 nodeid=request.nodeid,
                 index=index,
-                due=time.monotonic() + request.delay,
+                due=request.due,
                 attempt=request.attempt,
                 avoid=set(request.avoid),
                 prefer_not=set(request.prefer_not),

@@ -32,11 +32,10 @@ class LocalRunner:
 
     # -- the Dispatcher protocol ----------------------------------------------
     def submit(self, request: RetryRequest) -> None:
-        if request.delay <= 0:
+        if request.due <= time.monotonic():
             self.now.append(request)
         else:
-            due = time.monotonic() + request.delay
-            heapq.heappush(self.later, (due, next(self._seq), request))
+            heapq.heappush(self.later, (request.due, next(self._seq), request))
 
     def cancel(self, nodeid: str) -> bool:
         before = len(self.now) + len(self.later)

@@ -268,6 +268,30 @@ def test_db(i, log):
     result.stdout.fnmatch_lines(["*systemic*breaker*"])
 
 
+def test_retries_the_breaker_held_back_do_not_wait_their_delay_twice(project):
+    # 8 tests fail once with one pattern: 3 retries go out as probes, the rest
+    # wait for them. Once a probe passes the rest go, and the time they were
+    # held counts toward their delay (they do not start a new one then).
+    p = project(
+        """
+import pytest
+@pytest.mark.parametrize("i", range(8))
+def test_db(i, log, dtf_attempt):
+    log("db%d" % i)
+    if dtf_attempt == 1:
+        raise ConnectionRefusedError(111, "could not connect to server: Connection refused")
+""",
+        delay=1.0,  # the breaker's defaults: 3 tests, 3 probes
+    )
+    result = run(p, "--dtf-retry", "-n", "2", "--dtf-report", "r.json")
+    assert result.ret == 0, result.stdout.str()
+    assert outcomes(result).get("flaky") == 8
+    decisions = [t["attempts"][0]["decision"] for t in load_report(p.path / "r.json")["tests"]]
+    late = sorted(d["dispatched"] - d["due"] for d in decisions)
+    # the held ones went out when the first probe passed, well inside a second delay
+    assert late[-1] < 0.5, late
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_maxfail_counts_final_failures_only(project, mode):
     p = project(
