@@ -244,7 +244,6 @@ def test_a_test_that_passed_before_its_worker_went_silent_keeps_its_one_pass(pro
     # The call report (passed) arrives, the teardown report never does: the
     # worker is declared lost and xdist reports the test as its crash item.
     # CI saw this on a flapping host as "passed" on the terminal and "flaky" in the JSON.
-
     p = project({"test_suite.py": SILENT_AFTER_PASS})
     pid_file = p.path / "stopped.pid"
     try:
@@ -262,8 +261,12 @@ def test_a_test_that_passed_before_its_worker_went_silent_keeps_its_one_pass(pro
     out = result.stdout.str()
     assert result.ret == 0, out
     assert outcomes(result) == {"passed": 7}, out
-    lines = [line for line in result.outlines if line.endswith("test_passes_then_goes_silent ")]
-    assert [line.split("]")[-1].split()[0] for line in lines if "]" in line] == ["PASSED"], out
+    words = [
+        line.split()[-2]
+        for line in result.outlines
+        if line.rstrip().endswith("test_passes_then_goes_silent") and line.startswith("[gw")
+    ]
+    assert words == ["PASSED"], out
     assert "RERUN" not in out and "FLAKY" not in out and "ERROR" not in out, out
     report = load_report(p.path / "r.json")
     validate(report)
