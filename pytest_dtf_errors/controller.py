@@ -483,15 +483,14 @@ class Controller:
 
     def _recovered(self, nodeid: str, att: Attempt) -> None:
         """A flaky test: its pattern is not systemic; its failing node may be."""
-        rec = self.ledger.test(nodeid)
-        failed_nodes = {a.node for a in rec.attempts if a.failed}
-        for a in rec.attempts:
-            if a.failed and a.pattern in self.breaker:
+        failed = [a for a in self.ledger.test(nodeid).attempts if a.failed]
+        for a in failed:
+            if a.pattern in self.breaker:
                 self.breaker[a.pattern].recovered += 1
+        failed_nodes = {a.node for a in failed}
         if att.node not in failed_nodes:
-            for a in rec.attempts:
-                if a.failed:
-                    self.suspects.setdefault(a.node, {})[nodeid] = a.pattern
+            for a in failed:
+                self.suspects.setdefault(a.node, {})[nodeid] = a.pattern
             for node in failed_nodes:
                 tests = self._node_only(node)
                 if len(tests) >= self.settings.quarantine_threshold:

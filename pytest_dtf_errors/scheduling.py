@@ -161,12 +161,7 @@ class DtfScheduling:
         # the hot path: one test done, top up this worker (the others have their own events)
         if self.retries:
             self._dispatch_retries(time.monotonic())
-        if (
-            pending is not None
-            and len(pending) < self.refill_below
-            and name not in self.quarantined
-            and not node.shutting_down
-        ):
+        if pending is not None and len(pending) < self.refill_below and self._takes_work(node):
             self._fill(node)
 
     def mark_test_pending(self, item: str) -> None:
@@ -278,14 +273,15 @@ class DtfScheduling:
             assert self.collection is not None
             self._queue(self.placement.requirement(self.collection[index])).appendleft([index])
 
+    def _takes_work(self, node: WorkerController) -> bool:
+        return (
+            not node.shutting_down
+            and node not in self.unreachable
+            and node_id(node) not in self.quarantined
+        )
+
     def _live_nodes(self) -> list[WorkerController]:
-        return [
-            n
-            for n in self.node2pending
-            if not n.shutting_down
-            and n not in self.unreachable
-            and node_id(n) not in self.quarantined
-        ]
+        return [n for n in self.node2pending if self._takes_work(n)]
 
     def tags(self, node: WorkerController) -> set[str]:
         name = node_id(node)
