@@ -664,7 +664,7 @@ def _policy_retries(policy: Any, category: ErrorCategory) -> bool:
 def _lost(report: pytest.TestReport) -> bool:
     """A crash report for a worker that went silent, not one that died."""
     error = report.__dict__.get("dtf_error") or {}
-    return error.get("type") == "WorkerLost"
+    return error.get("type") == records.WORKER_LOST
 
 
 def _node_name(report: pytest.TestReport) -> str:

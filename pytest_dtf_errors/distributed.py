@@ -372,9 +372,9 @@ class XdistGlue:
         typename = "WorkerCrash"
         detail = ""
         if lost:
-            typename, detail = "WorkerLost", self.controller.ledger.node(name).lost_reason or ""
+            typename, detail = records.WORKER_LOST, self.controller.ledger.node(name).lost_reason or ""
         elif exitcode is None and node is not None and not getattr(node.gateway.spec, "popen", False):
-            typename, detail = "WorkerLost", "the connection to its host broke"
+            typename, detail = records.WORKER_LOST, "the connection to its host broke"
         elif signame == "SIGSEGV" or signame == "SIGBUS" or signame == "SIGABRT":
             typename = "WorkerSegfault"
         elif signame == "SIGKILL" and self._looked_oom(name):

@@ -132,12 +132,15 @@ def _hardware_context(tags: list[str] | None) -> dict[str, Any]:
     return {"hardware_type": accel[0] if accel else "cpu", "tags": tags}
 
 
+# A worker that went silent (heartbeats stopped, connection broke), not one seen dying.
+WORKER_LOST = "WorkerLost"
+
 # Record types of worker deaths; the plugin maps them to categories.
 CRASH_TYPES = {
     "WorkerCrash": "WORKER_CRASHED",
     "WorkerSegfault": "SYSTEM_CRASH",
     "WorkerOOMKilled": "RESOURCE_EXHAUSTED",
-    "WorkerLost": "WORKER_DISCONNECTED",
+    WORKER_LOST: "WORKER_DISCONNECTED",
     "HardwareMismatchError": "HARDWARE_MISMATCH",
 }
 

@@ -57,6 +57,15 @@ def log(dtf_attempt):
 '''
 
 
+def result_words(result: pytest.RunResult, test_name: str) -> list[str]:
+    """The outcome words xdist's -v prints for one test, in order ("[gw0] [ 50%] PASSED t.py::x")."""
+    return [
+        line.split()[-2]
+        for line in result.outlines
+        if line.rstrip().endswith(test_name) and line.startswith("[gw")
+    ]
+
+
 def load_report(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 

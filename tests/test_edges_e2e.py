@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import LOGGING_CONFTEST, attempts_log, load_report, outcomes, run
+from conftest import LOGGING_CONFTEST, attempts_log, load_report, outcomes, result_words, run
 
 from pytest_dtf_errors.report import validate
 
@@ -261,12 +261,7 @@ def test_a_test_that_passed_before_its_worker_went_silent_keeps_its_one_pass(pro
     out = result.stdout.str()
     assert result.ret == 0, out
     assert outcomes(result) == {"passed": 7}, out
-    words = [
-        line.split()[-2]
-        for line in result.outlines
-        if line.rstrip().endswith("test_passes_then_goes_silent") and line.startswith("[gw")
-    ]
-    assert words == ["PASSED"], out
+    assert result_words(result, "test_passes_then_goes_silent") == ["PASSED"], out
     assert "RERUN" not in out and "FLAKY" not in out and "ERROR" not in out, out
     report = load_report(p.path / "r.json")
     validate(report)
@@ -316,12 +311,7 @@ def test_a_worker_that_dies_after_a_test_passed_is_a_crash_and_is_retried(projec
     result = run(p, "-n", "2", "-v", "--dtf-retry", "--dtf-report", "r.json")
     out = result.stdout.str()
     assert result.ret == 0, out
-    words = [
-        line.split()[-2]
-        for line in result.outlines
-        if line.rstrip().endswith("test_passes_then_worker_dies") and line.startswith("[gw")
-    ]
-    assert words == ["PASSED", "RERUN", "FLAKY"], out
+    assert result_words(result, "test_passes_then_worker_dies") == ["PASSED", "RERUN", "FLAKY"], out
     report = load_report(p.path / "r.json")
     validate(report)
     test = next(t for t in report["tests"] if t["nodeid"].endswith("test_passes_then_worker_dies"))
