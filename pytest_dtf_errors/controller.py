@@ -192,10 +192,7 @@ class Controller:
         key = (nodeid, node)
         att = self.open.get(key)
         if att is None or when == "setup":
-            self.locations.setdefault(nodeid, report.location)
-            att = self.ledger.new_attempt(nodeid, node, **self._node_fields(node))
-            self.open[key] = att
-            self.waiting.discard(nodeid)
+            att = self._open(nodeid, node, report)
         att.duration += report.duration or 0.0
         if when == "???" and att.call_passed and _lost(report):
             self._lost_after_call(att, report)
@@ -230,11 +227,19 @@ class Controller:
     def _failed_before(self, nodeid: str, att: Attempt) -> bool:
         return any(a.failed for a in self.ledger.test(nodeid).attempts if a is not att)
 
-    def _node_fields(self, node: str) -> dict[str, Any]:
+    def _open(self, nodeid: str, node: str, report: pytest.TestReport) -> Attempt:
+        """A new attempt of ``nodeid`` on ``node``, from its first report."""
+        if nodeid not in self.locations:
+            self.locations[nodeid] = report.location
         rec = self.ledger.nodes.get(node)
-        if rec is None:
-            return {}
-        return {"host": rec.host, "hardware": list(rec.hardware)}
+        # a node's hardware list is replaced when it changes, never changed in place: shared
+        att = self.ledger.new_attempt(nodeid, node, rec.host, rec.hardware) if rec else (
+            self.ledger.new_attempt(nodeid, node)
+        )
+        self.open[(nodeid, node)] = att
+        if self.waiting:
+            self.waiting.discard(nodeid)
+        return att
 
     def _close(self, key: tuple[str, str], att: Attempt) -> None:
         self.open.pop(key, None)
@@ -242,12 +247,11 @@ class Controller:
         nodeid = key[0]
         if att.decision is not None and att.decision.retry:
             return  # a retry is on its way; no final outcome yet
-        rec = self.ledger.test(nodeid)
         if att.failed:
             self.ledger.finalize(nodeid, "failed" if att.outcome == "failed" else "error")
         elif att.outcome == "skipped":
             self.ledger.finalize(nodeid, "skipped")
-        elif any(a.failed for a in rec.attempts):
+        elif att.attempt > 1 and self._failed_before(nodeid, att):
             self.ledger.finalize(nodeid, "flaky")
             self._recovered(nodeid, att)
             self._retry_resolved(nodeid)

@@ -25,6 +25,7 @@ import pytest
 
 from . import _worker_link, hardware
 from . import record as records
+from . import settings as dtf_settings
 from .controller import Controller, RetryRequest
 from .scheduling import SUPPORTED_MODES, DtfScheduling, Retry, node_id
 
@@ -308,6 +309,7 @@ class XdistGlue:
         must not start before it ends (execnet's main_thread_only model)."""
         name = node_id(node)
         self.nodes[name] = node
+        node.workerinput[dtf_settings.WORKERINPUT_KEY] = self.controller.settings.for_workers()
         rec = self.controller.ledger.node(name)
         rec.host = _spec_host(node.gateway.spec)
         tags = ["cpu"]  # the worker sends what it detects (and its hooks add) at start-up

@@ -175,9 +175,16 @@ class Ledger:
         for nodeid in nodeids:
             self.test(nodeid)
 
-    def new_attempt(self, nodeid: str, node: str, **fields: Any) -> Attempt:
+    def new_attempt(
+        self,
+        nodeid: str,
+        node: str,
+        host: str | None = None,
+        hardware: list[str] | None = None,
+        **fields: Any,
+    ) -> Attempt:
         rec = self.test(nodeid)
-        att = Attempt(attempt=len(rec.attempts) + 1, node=node, **fields)
+        att = Attempt(len(rec.attempts) + 1, node, host, [] if hardware is None else hardware, **fields)
         rec.attempts.append(att)
         return att
 

@@ -39,10 +39,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "hardware(*tags, fallback=None): run only on a worker with any of these hardware "
         "tags (e.g. \"cuda\"); fallback names what a retry may use when none is left",
     )
-    settings, engine_config, values = dtf_settings.load_settings(config)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
-        if settings.retry:
+        # the controller validated the settings and sends what a worker needs
+        if workerinput.get(dtf_settings.WORKERINPUT_KEY, {}).get("retry"):
             # The controller counts final failures for --maxfail; a worker would
             # count failures that are going to be retried and stop too early.
             config.option.maxfail = 0
@@ -53,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(FlushPlugin(), "dtf_flush")
         _scale_timeouts(config)
         return
+    settings, engine_config, values = dtf_settings.load_settings(config)
     if config.option.collectonly:
         return
     # the controller's rooms: not imported on workers
@@ -64,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     def make_handler() -> Any:
         from .engine.handler import DistributedErrorHandler
 
-        handler = DistributedErrorHandler(engine_config)
+        handler = DistributedErrorHandler(dtf_settings.engine_config(engine_config))
         for strategies in config.hook.pytest_dtf_recovery_strategies(config=config):
             handler.recovery_strategies.extend(strategies or [])
         return handler
@@ -92,7 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _scale_timeouts(config: pytest.Config) -> None:
-    """Retries get more time under pytest-timeout; without it, no hook per test."""
+    """Retries get more time under pytest-timeout."""
     if config.pluginmanager.hasplugin("timeout"):
         config.pluginmanager.register(TimeoutScaler(), "dtf_timeout")
 

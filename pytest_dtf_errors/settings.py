@@ -12,15 +12,20 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .engine.config import ConfigError, DtfConfig, load_config, load_config_file, load_pyproject
-from .record import CRASH_TYPES
+from .engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .engine.config import DtfConfig
 
 # exit status when every test passed but some only after retries (--dtf-fail-on-flaky)
 EXIT_FLAKY = 6
+# the workerinput key under which the controller sends workers what they need
+# of the settings: workers neither read nor validate the config themselves
+WORKERINPUT_KEY = "dtf_settings"
 
 
 @dataclass
@@ -38,6 +43,10 @@ class Settings:
     heartbeat_timeout: float = 10.0
     peer: str | None = None  # an active peer retry plugin that owns retries
     peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
+
+    def for_workers(self) -> dict[str, Any]:
+        """What a worker needs (plain data: it travels in xdist's workerinput)."""
+        return {"retry": self.retry}
 
 
 def _number(kind: type, minimum: float, maximum: float = math.inf) -> Callable[[object, str], Any]:
@@ -147,10 +156,13 @@ def addoptions(parser: pytest.Parser) -> None:
     )
 
 
-def _engine_config(config: pytest.Config) -> DtfConfig:
+def _engine_config(config: pytest.Config) -> DtfConfig | None:
+    """The user's engine config, validated now; None when there is none (the defaults)."""
     extra = {o.key: o.check for o in OPTIONS}
     path = config.getoption("dtf_config")
     if path:
+        from .engine.config import load_config_file
+
         file = Path(path)
         if not file.is_absolute():
             file = Path(config.invocation_params.dir) / file
@@ -158,22 +170,26 @@ def _engine_config(config: pytest.Config) -> DtfConfig:
             raise ConfigError("--dtf-config", f"no such file: {path}")
         return load_config_file(file, extra_keys=extra)
     pyproject = Path(config.rootpath) / "pyproject.toml"
-    if pyproject.is_file():
-        loaded = load_pyproject(pyproject, extra_keys=extra)
-        if loaded is not None:
-            return loaded
-    return load_config({}, extra_keys=extra)
+    # any [tool.dtf] spelling has "dtf" in it; the rest of a project is not parsed again
+    if pyproject.is_file() and b"dtf" in pyproject.read_bytes():
+        from .engine.config import load_pyproject
+
+        return load_pyproject(pyproject, extra_keys=extra)
+    return None
 
 
-def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig, dict[str, Any]]:
-    """Command line over ini over [tool.dtf] / --dtf-config over defaults."""
+def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig | None, dict[str, Any]]:
+    """Command line over ini over [tool.dtf] / --dtf-config over defaults.
+
+    The engine's config is None when the project has none; ``engine_config``
+    builds the defaults when the engine is first needed.
+    """
     try:
         engine_config = _engine_config(config)
+        extras = engine_config.extras if engine_config is not None else {}
         values: dict[str, Any] = {}
         for o in OPTIONS:
-            value = o.default
-            if o.key in engine_config.extras:
-                value = engine_config.extras[o.key]
+            value = extras.get(o.key, o.default)
             if o.ini:
                 raw = config.getini(ini_name(o))
                 if raw not in (None, "", []):
@@ -185,7 +201,6 @@ def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig, dict[str,
             values[o.key] = value
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-dtf-errors: {exc}") from None
-    _add_crash_types(engine_config)
     settings = Settings(
         retry=bool(values["retry"]),
         max_retries=values["max_retries"],
@@ -200,10 +215,14 @@ def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig, dict[str,
     return settings, engine_config, values
 
 
-def _add_crash_types(engine_config: DtfConfig) -> None:
-    """The plugin's own record types (worker deaths, hardware mismatch) map to categories."""
+def engine_config(loaded: DtfConfig | None) -> DtfConfig:
+    """The engine's config: the user's or the defaults, plus the plugin's own record types."""
     from .engine.categories import ErrorCategory
+    from .engine.config import load_config
+    from .record import CRASH_TYPES
 
-    mapping = engine_config.error_categories
+    cfg = loaded if loaded is not None else load_config({})
+    # worker deaths and hardware mismatches map to categories unless the user mapped them
     for typename, category in CRASH_TYPES.items():
-        mapping.setdefault(typename, ErrorCategory.lookup(category))
+        cfg.error_categories.setdefault(typename, ErrorCategory.lookup(category))
+    return cfg

@@ -77,7 +77,6 @@ class WorkerPlugin:
         self.worker_id = worker_id
         self.tags = tags
         self.rootdir = str(config.rootpath)
-        self.requirements: dict[str, dict[str, Any]] = {}
         self._send(("tags", tags))  # before "workerready": the header shows them
 
     @staticmethod
@@ -95,35 +94,16 @@ class WorkerPlugin:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         reqs = {}
         for item in session.items:
-            req = hardware_requirement(item)
+            # "in keywords" is a cheap pre-check (it also matches a node named "hardware")
+            req = hardware_requirement(item) if "hardware" in item.keywords else None
             if req is not None:
                 reqs[item.nodeid] = req
-        self.requirements = reqs  # the per-test check below is a dict lookup
+        if reqs:  # a suite without hardware markers pays nothing per test
+            guard = HardwareGuard(self.worker_id, self.tags, reqs, self.missing)
+            self.config.pluginmanager.register(guard, "dtf_hardware_guard")
         self._send(("requirements", reqs))
         if getattr(self.config.option, "loadgroup", False):
             self._send(("groups", xdist_groups(session.items)))
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        req = self.requirements.get(item.nodeid)
-        if req is None or set(req["any"]) & set(self.tags):
-            return
-        meta = attempt_meta(item.nodeid)
-        allowed = meta.get("hardware") or ()
-        if allowed and set(allowed) & set(self.tags):
-            return  # a retry sent on fallback hardware
-        if self.missing is not None:
-            reason = (
-                f"requires hardware {' or '.join(req['any'])}; this machine has "
-                f"{', '.join(self.tags)}"
-            )
-            if self.missing == "fail":
-                pytest.fail(reason, pytrace=False)
-            raise pytest.skip.Exception(reason, _use_item_location=True)
-        raise HardwareMismatchError(
-            f"test needs {'/'.join(req['any'])} but worker {self.worker_id} has "
-            f"{', '.join(self.tags) or 'nothing'}"
-        )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -146,17 +126,61 @@ class WorkerPlugin:
         return report
 
 
-class TimeoutScaler:
-    """Gives a retry more time under pytest-timeout (registered only with it)."""
+class HardwareGuard:
+    """Stops a test that landed on a worker without its hardware (registered only when some test has a hardware marker)."""
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)  # before pytest-timeout reads the marker
-    def pytest_runtest_protocol(
-        self, item: pytest.Item, nextitem: pytest.Item | None
-    ) -> Generator[None, object, object]:
+    def __init__(
+        self, worker_id: str, tags: list[str], requirements: dict[str, dict[str, Any]], missing: str | None
+    ) -> None:
+        self.worker_id = worker_id
+        self.tags = set(tags)
+        self.requirements = requirements
+        self.missing = missing  # in-process: "skip" or "fail" a test whose hardware is absent
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        req = self.requirements.get(item.nodeid)
+        if req is None or set(req["any"]) & self.tags:
+            return
+        allowed = attempt_meta(item.nodeid).get("hardware") or ()
+        if allowed and set(allowed) & self.tags:
+            return  # a retry sent on fallback hardware
+        have = ", ".join(sorted(self.tags))
+        if self.missing is not None:
+            reason = f"requires hardware {' or '.join(req['any'])}; this machine has {have}"
+            if self.missing == "fail":
+                pytest.fail(reason, pytrace=False)
+            raise pytest.skip.Exception(reason, _use_item_location=True)
+        raise HardwareMismatchError(
+            f"test needs {'/'.join(req['any'])} but worker {self.worker_id} has {have or 'nothing'}"
+        )
+
+
+class TimeoutScaler:
+    """Gives a retry more time under pytest-timeout (registered only with it).
+
+    pytest-timeout calls this hook only for a test it times: without a
+    timeout, tests pay nothing for it.
+    """
+
+    def __init__(self) -> None:
+        self._scaling = False
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> object:
+        if self._scaling:
+            return None  # the call below, with the scaled settings
         factor = float(attempt_meta(item.nodeid).get("timeout_factor") or 1.0)
-        if factor > 1.0:
-            _scale_timeout(item, factor)
-        return (yield)
+        replace = getattr(settings, "_replace", None)
+        if factor <= 1.0 or replace is None or not settings.timeout:
+            return None
+        self._scaling = True
+        try:
+            return item.config.hook.pytest_timeout_set_timer(
+                item=item, settings=replace(timeout=settings.timeout * factor)
+            )
+        finally:
+            self._scaling = False
 
 
 class FlushItem(pytest.Item):
@@ -187,18 +211,3 @@ class FlushPlugin:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         return True if isinstance(item, FlushItem) else None
 
-
-def _scale_timeout(item: pytest.Item, factor: float) -> None:
-    """Give a retry more time under pytest-timeout: the closest marker wins."""
-    marker = item.get_closest_marker("timeout")
-    base: Any = marker.args[0] if marker and marker.args else None
-    if base is None and marker is not None:
-        base = marker.kwargs.get("timeout")
-    if base is None:
-        base = item.config.getvalue("timeout")
-    try:
-        seconds = float(base)
-    except (TypeError, ValueError):
-        return
-    if seconds > 0:
-        item.add_marker(pytest.mark.timeout(seconds * factor), append=False)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .categories import ErrorCategory
+from .errors import ConfigError
 from .retry import POLICY_FIELDS
 
 __all__ = [
@@ -40,20 +41,6 @@ KNOWN_KEYS = ("custom_categories", "error_categories", "retry_policies", "error_
 MAX_REGEX_CHARS = 1000
 
 Validator = Callable[[Any, str], Any]
-
-
-class ConfigError(ValueError):
-    """A configuration problem: ``key`` is the full key path, ``message`` what is wrong."""
-
-    def __init__(self, key: str, message: str, source: str | None = None) -> None:
-        super().__init__(key, message)
-        self.key = key
-        self.message = message
-        self.source = source
-
-    def __str__(self) -> str:
-        text = f"{self.key}: {self.message}" if self.key else self.message
-        return f"{self.source}: {text}" if self.source else text
 
 
 @dataclass
