@@ -1,10 +1,11 @@
 """Worker side of the DTF link (sent verbatim with ``gateway.remote_exec``).
 
 Runs on the worker before xdist starts its worker module. It opens a second
-execnet channel whose callback runs in
-execnet's receiver thread (not the busy main thread), starts a heartbeat
-thread, and publishes its state as the module ``_dtf_link`` for the worker's
-pytest plugin. Stdlib only; no imports from the package.
+execnet channel whose callback runs in execnet's receiver thread (not the
+busy main thread), starts a heartbeat thread that ends when the controller
+closes the link (a sleeping thread left at exit slows the worker's exit), and
+publishes its state as the module ``_dtf_link`` for the worker's pytest
+plugin. Stdlib only; no imports from the package.
 """
 
 import contextlib
@@ -40,23 +41,29 @@ def _dtf_link_main(channel) -> None:
     state.channel = link
     sys.modules["_dtf_link"] = state
 
+    closed = threading.Event()
+
     def on_message(message) -> None:
+        if message is closed:  # the controller closed the link: the session is over
+            closed.set()
+            return
         # never let a bad message kill execnet's receiver thread
         with contextlib.suppress(Exception):
             kind, data = message
             if kind == "attempt":
                 state.attempts[data["nodeid"]] = data
 
-    link.setcallback(on_message)
+    link.setcallback(on_message, endmarker=closed)
     interval = float(params.get("heartbeat_interval", 1.0))
 
     def beat() -> None:
-        while True:
+        # ends when the link closes, so no thread outlives the session
+        while not closed.is_set():
             try:
                 link.send(("hb", {"t": time.time(), **_dtf_mem()}))
             except Exception:  # noqa: BLE001 - channel closed: the session is over
                 return
-            time.sleep(interval)
+            closed.wait(interval)
 
     threading.Thread(target=beat, name="dtf-heartbeat", daemon=True).start()
     channel.send({"pid": os.getpid()})
