@@ -73,6 +73,7 @@ class Dispatcher(Protocol):
     """Runs retries: the xdist glue or the in-process runner."""
 
     def submit(self, request: RetryRequest) -> None: ...
+    def reported(self, report: pytest.TestReport) -> None: ...
     def cancel(self, nodeid: str) -> bool: ...
     def quarantine(self, node: str) -> None: ...
     def mark_unavailable(self, node: str, hardware: str) -> None: ...
@@ -142,7 +143,8 @@ class Controller:
         self._handler: DistributedErrorHandler | None = None
         self.ledger = ledger
         self.dispatcher: Dispatcher | None = None
-        self.open: dict[tuple[str, str], Attempt] = {}
+        # node -> nodeid -> the attempt running there (no key object per report)
+        self.open: dict[str, dict[str, Attempt]] = {}
         self.locations: dict[str, tuple[str, int | None, str]] = {}
         self.requirements: dict[str, dict[str, Any]] = {}  # nodeid -> hardware marker info
         self.breaker: dict[str, _PatternStats] = {}  # pattern id -> what the breaker knows
@@ -189,10 +191,12 @@ class Controller:
         nodeid = report.nodeid
         when = report.when
         node = _node_name(report)
-        key = (nodeid, node)
-        att = self.open.get(key)
+        running = self.open.get(node)
+        if running is None:
+            running = self.open[node] = {}
+        att = running.get(nodeid)
         if att is None or when == "setup":
-            att = self._open(nodeid, node, report)
+            att = running[nodeid] = self._open(nodeid, node, report)
         att.duration += report.duration or 0.0
         if when == "???" and att.call_passed and _lost(report):
             self._lost_after_call(att, report)
@@ -209,7 +213,10 @@ class Controller:
             if att.attempt > 1 and self._failed_before(nodeid, att):
                 report.dtf_flaky = True  # type: ignore[attr-defined]
         if when == "teardown" or when == "???":
-            self._close(key, att)
+            running.pop(nodeid, None)
+            self._close(nodeid, att)
+            if when == "teardown" and self.dispatcher is not None:
+                self.dispatcher.reported(report)
 
     def _lost_after_call(self, att: Attempt, report: pytest.TestReport) -> None:
         """The test passed, then its worker went silent before the teardown report.
@@ -236,15 +243,12 @@ class Controller:
         att = self.ledger.new_attempt(nodeid, node, rec.host, rec.hardware) if rec else (
             self.ledger.new_attempt(nodeid, node)
         )
-        self.open[(nodeid, node)] = att
         if self.waiting:
             self.waiting.discard(nodeid)
         return att
 
-    def _close(self, key: tuple[str, str], att: Attempt) -> None:
-        self.open.pop(key, None)
+    def _close(self, nodeid: str, att: Attempt) -> None:
         att.finished = time.time()
-        nodeid = key[0]
         if att.decision is not None and att.decision.retry:
             return  # a retry is on its way; no final outcome yet
         if att.failed:
@@ -641,11 +645,12 @@ class Controller:
 
     def finish_unfinished(self, reason: str, outcome: str = "error") -> None:
         """Every collected test ends with exactly one outcome, even those never run."""
-        for (nodeid, _node), att in list(self.open.items()):
-            # still running when the session ended: it was interrupted, not passed
-            att.outcome, att.phase = "error", att.phase or "interrupted"
-            att.decision = Decision(False, reason=f"interrupted: {reason}")
-            att.finished = time.time()
+        for running in self.open.values():
+            for att in running.values():
+                # still running when the session ended: it was interrupted, not passed
+                att.outcome, att.phase = "error", att.phase or "interrupted"
+                att.decision = Decision(False, reason=f"interrupted: {reason}")
+                att.finished = time.time()
         self.open.clear()
         for nodeid in self.ledger.unfinished():
             rec = self.ledger.test(nodeid)

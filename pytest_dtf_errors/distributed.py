@@ -357,12 +357,11 @@ class XdistGlue:
         elif kind == "tags":
             self._set_tags(name, list(self.tags.get(name, [])) + list(data))
 
-    @pytest.hookimpl
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "teardown" and self.sched is not None:
-            node = report.__dict__.get("node")
-            if node is not None:
-                self.sched.test_reported(node, report.nodeid)
+    def reported(self, report: pytest.TestReport) -> None:
+        """A test's teardown report arrived (the controller calls this, not a hook per report)."""
+        node = report.__dict__.get("node")
+        if node is not None and self.sched is not None:
+            self.sched.test_reported(node, report.nodeid)
 
     # -- crashes -------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -7,7 +7,7 @@ them keeps counts of its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, final
 
@@ -59,7 +59,7 @@ class Attempt:
     longrepr: str | None = None
     duration: float = 0.0
     decision: Decision | None = None
-    actions: list[dict[str, Any]] = field(default_factory=list)
+    actions: Sequence[dict[str, Any]] = ()  # set by the decision; no list per passing attempt
     pattern: str | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None

@@ -37,6 +37,9 @@ class LocalRunner:
         else:
             heapq.heappush(self.later, (request.due, next(self._seq), request))
 
+    def reported(self, report: pytest.TestReport) -> None:
+        """One process: a test's protocol ends with its teardown report."""
+
     def cancel(self, nodeid: str) -> bool:
         before = len(self.now) + len(self.later)
         self.now = [r for r in self.now if r.nodeid != nodeid]
