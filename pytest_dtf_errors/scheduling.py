@@ -19,7 +19,13 @@ if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
 
 SUPPORTED_MODES = ("load", "loadscope", "loadfile", "loadgroup")
-MAX_CHUNK = 100  # most tests queued ahead on one worker
+# How much work a worker has queued ahead: about QUEUE_SECONDS of it, judged
+# from the tests' durations so far (FIRST_CHUNK before any is known), at most
+# MAX_CHUNK tests. Short queues let a retry start soon; long ones spare a
+# suite of fast tests a command (and a wake-up of the worker) every few tests.
+QUEUE_SECONDS = 0.25
+FIRST_CHUNK = 100
+MAX_CHUNK = 500
 REFILL_BELOW = 3  # keep at least this many queued so a worker never waits for its next item
 
 
@@ -99,6 +105,7 @@ class DtfScheduling:
         self.unreachable: set[WorkerController] = set()
         self.flush_index = -1  # index of the workers' no-op item (worker.FlushItem)
         self.refill_below = REFILL_BELOW  # top a worker up when it has fewer queued
+        self.test_seconds: float | None = None  # moving average of a test's duration
         self._ordered: list[tuple[tuple[str, ...], deque[list[int]]]] | None = None
 
     # -- the protocol ------------------------------------------------------
@@ -153,6 +160,8 @@ class DtfScheduling:
             return
         name = node_id(node)
         self.reported.discard((name, item_index))
+        mean = self.test_seconds
+        self.test_seconds = duration if mean is None else mean + (duration - mean) * 0.05
         pending = self.node2pending.get(node)
         if pending is not None and item_index in pending:
             pending.remove(item_index)
@@ -415,7 +424,7 @@ class DtfScheduling:
             return
         remaining = sum(len(q) for q in queues)
         live = max(1, len(self.node2pending) - len(self.quarantined))
-        target = max(REFILL_BELOW + 1, min(MAX_CHUNK, remaining // (2 * live)))
+        target = max(REFILL_BELOW + 1, min(self._chunk(), remaining // (2 * live)))
         if self.retries:
             target = REFILL_BELOW + 1  # short queues: a retry soon due starts soon after
         # top up at half a chunk: the next batch arrives before the worker runs dry
@@ -436,6 +445,12 @@ class DtfScheduling:
                 return
             if not any(q for q in queues):
                 self._flush(node)  # that was the last of it: let it all run
+
+    def _chunk(self) -> int:
+        """Tests to queue ahead on a worker: about QUEUE_SECONDS of work."""
+        if self.test_seconds is None:
+            return FIRST_CHUNK
+        return min(MAX_CHUNK, int(QUEUE_SECONDS / max(self.test_seconds, 1e-6)))
 
     def _by_specificity(self) -> list[tuple[tuple[str, ...], deque[list[int]]]]:
         # Hardware-specific work first, so generic tests do not starve it of its workers.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pytest_dtf_errors.scheduling import DtfScheduling, Retry, scope_key
+from pytest_dtf_errors.scheduling import FIRST_CHUNK, MAX_CHUNK, DtfScheduling, Retry, scope_key
 
 
 @dataclass(eq=False)
@@ -265,3 +265,31 @@ def test_cancelled_retries_are_gone():
     sched.add_retry(Retry("a", 0, due=time.monotonic() + 60, attempt=2))
     assert sched.cancel_retry("a") is True
     assert sched.cancel_retry("a") is False
+
+
+def queued_ahead(sched, worker, seconds_per_test):
+    """Run the worker's queue down to the refill point at this test speed; the queue length after the top-up."""
+    for _ in range(MAX_CHUNK):
+        index = sched.node2pending[worker][0]
+        before = len(sched.node2pending[worker])
+        sched.mark_test_complete(worker, index, seconds_per_test)
+        if len(sched.node2pending[worker]) >= before:  # topped up
+            return len(sched.node2pending[worker])
+    raise AssertionError("never topped up")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "low", "high"),
+    [
+        (0.0005, 200, MAX_CHUNK),  # fast tests: big batches, few commands and wake-ups
+        (0.05, 4, 6),  # 0.25 s of queued work is 5 tests
+        (2.0, 4, 4),  # slow tests: a short queue, so a retry starts soon
+    ],
+)
+def test_a_worker_has_about_a_quarter_second_of_work_queued(seconds, low, high):
+    ids = [f"t.py::test_{i}" for i in range(20_000)]
+    sched, (w0, _), _ = make(ids)
+    assert len(sched.node2pending[w0]) == FIRST_CHUNK  # before any duration is known
+    for _ in range(3):  # let the average settle
+        queued = queued_ahead(sched, w0, seconds)
+    assert low <= queued <= high
