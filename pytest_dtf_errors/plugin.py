@@ -147,26 +147,15 @@ def _installed_peer(config: pytest.Config) -> str | None:
     return None
 
 
-class DtfSession:
-    """Session-level hooks on the controller: outcomes, summary, reports, exit status."""
+class OutcomeWords:
+    """The terminal's words and letters for dtf's outcomes: rerun, flaky, a worker crash."""
 
-    def __init__(self, config: pytest.Config, controller: Controller, values: dict[str, Any]) -> None:
-        self.config = config
-        self.controller = controller
-        self.values = values
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        s = self.controller.settings
-        tr = self.config.pluginmanager.getplugin("terminalreporter")
-        if tr is None:
-            return
-        if s.retry and s.peer:
-            tr.write_line(f"dtf: {s.peer} is active; it retries failures, dtf only categorizes", yellow=True)
-
-    @pytest.hookimpl(tryfirst=True)  # "rerun" before the terminal and JUnit see the report
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.controller.on_report(report)
+    @staticmethod
+    def needed(report: pytest.TestReport) -> bool:
+        outcome = report.outcome
+        if outcome == "passed":
+            return bool(report.__dict__.get("dtf_flaky") or report.__dict__.get("dtf_hidden"))
+        return outcome == "rerun" or report.when == "???"
 
     @pytest.hookimpl
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
@@ -181,6 +170,34 @@ class DtfSession:
         elif outcome == "failed" and report.when == "???":  # xdist's report of a worker crash
             return "error", "E", "ERROR"
         return None
+
+
+class DtfSession:
+    """Session-level hooks on the controller: outcomes, summary, reports, exit status."""
+
+    def __init__(self, config: pytest.Config, controller: Controller, values: dict[str, Any]) -> None:
+        self.config = config
+        self.controller = controller
+        self.values = values
+        self.words: OutcomeWords | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        s = self.controller.settings
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if tr is None:
+            return
+        if s.retry and s.peer:
+            tr.write_line(f"dtf: {s.peer} is active; it retries failures, dtf only categorizes", yellow=True)
+
+    @pytest.hookimpl(tryfirst=True)  # "rerun" before the terminal and JUnit see the report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.controller.on_report(report)
+        if self.words is None and OutcomeWords.needed(report):
+            # registered with the first report that needs it (the terminal asks it
+            # right after this hook): a run where all pass pays no call per report
+            self.words = OutcomeWords()
+            self.config.pluginmanager.register(self.words, "dtf_outcome_words")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
