@@ -65,9 +65,11 @@ def _dtf_link_main(channel) -> None:
                 return
             closed.wait(interval)
 
-    threading.Thread(target=beat, name="dtf-heartbeat", daemon=True).start()
     channel.send({"pid": os.getpid()})
+    # the controller knows the link before the first beat: data for a channel
+    # it does not know yet would be dropped
     channel.send(link)
+    threading.Thread(target=beat, name="dtf-heartbeat", daemon=True).start()
 
 
 if __name__ == "__channelexec__":

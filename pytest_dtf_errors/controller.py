@@ -13,14 +13,13 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, final
 
 import pytest
 
 from . import record as records
 from .engine.categories import ErrorCategory
-from .ledger import Attempt, Decision, Ledger
+from .ledger import Attempt, Decision, Ledger, slots_repr
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -47,21 +46,36 @@ HARDWARE_CATEGORIES = {
 }
 
 
-@dataclass
+@final
 class RetryRequest:
     """What the controller asks a dispatcher to run again."""
 
-    nodeid: str
-    attempt: int  # the number the retry will have
-    delay: float
-    failed_on: str
-    avoid: set[str] = field(default_factory=set)
-    prefer_not: set[str] = field(default_factory=set)
-    hardware: tuple[str, ...] = ()
-    timeout_factor: float = 1.0
-    # when the failure was decided (time.monotonic()): a retry held back by the
-    # breaker has served that part of its delay when it is released
-    decided: float = field(default_factory=time.monotonic)
+    __slots__ = (
+        "attempt", "avoid", "decided", "delay", "failed_on", "hardware", "nodeid", "prefer_not",
+        "timeout_factor",
+    )
+
+    def __init__(
+        self,
+        nodeid: str,
+        attempt: int,
+        delay: float,
+        failed_on: str,
+        hardware: tuple[str, ...] = (),
+    ) -> None:
+        self.nodeid = nodeid
+        self.attempt = attempt  # the number the retry will have
+        self.delay = delay
+        self.failed_on = failed_on
+        self.avoid: set[str] = set()
+        self.prefer_not: set[str] = set()
+        self.hardware = hardware
+        self.timeout_factor = 1.0
+        # when the failure was decided (time.monotonic()): a retry held back by the
+        # breaker has served that part of its delay when it is released
+        self.decided = time.monotonic()
+
+    __repr__ = slots_repr
 
     @property
     def due(self) -> float:
@@ -80,23 +94,43 @@ class Dispatcher(Protocol):
     def other_workers(self, node: str, hardware: tuple[str, ...] = ()) -> int: ...
 
 
-@dataclass
+@final
 class RetryPlan:
     """What the controller is about to do with one failed attempt.
 
     ``pytest_dtf_retry_decision`` implementations may change it in place.
     """
 
-    nodeid: str
-    attempt: int  # the attempt that failed, 1-based
-    node: str  # the worker it failed on
-    category: str
-    retry: bool
-    delay: float
-    reason: str
-    avoid: set[str] = field(default_factory=set)
-    prefer_not: set[str] = field(default_factory=set)
-    hardware: tuple[str, ...] = ()
+    __slots__ = (
+        "attempt", "avoid", "category", "delay", "hardware", "node", "nodeid", "prefer_not",
+        "reason", "retry",
+    )
+
+    def __init__(
+        self,
+        nodeid: str,
+        attempt: int,
+        node: str,
+        category: str,
+        retry: bool,
+        delay: float,
+        reason: str,
+        avoid: set[str],
+        prefer_not: set[str],
+        hardware: tuple[str, ...] = (),
+    ) -> None:
+        self.nodeid = nodeid
+        self.attempt = attempt  # the attempt that failed, 1-based
+        self.node = node  # the worker it failed on
+        self.category = category
+        self.retry = retry
+        self.delay = delay
+        self.reason = reason
+        self.avoid = avoid
+        self.prefer_not = prefer_not
+        self.hardware = hardware
+
+    __repr__ = slots_repr
 
     def veto(self, reason: str) -> None:
         """Do not retry; ``reason`` is what the reports say."""

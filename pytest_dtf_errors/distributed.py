@@ -23,7 +23,7 @@ from typing import Any
 import execnet
 import pytest
 
-from . import _worker_link, hardware
+from . import _worker_link
 from . import record as records
 from . import settings as dtf_settings
 from .controller import Controller, RetryRequest
@@ -130,6 +130,8 @@ class XdistGlue:
         per_worker = int(self.gpus_per_worker or 0)
         if per_worker <= 0:
             return
+        from . import hardware
+
         total = hardware.count_gpus()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         slot = 0

@@ -8,25 +8,48 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, final
 
 # Final outcomes a test can end with.
 FINAL_OUTCOMES = ("passed", "failed", "skipped", "flaky", "error")
 
 
+def slots_repr(record: Any) -> str:
+    """``Name(field=value, ...)`` for a plain slotted record class."""
+    fields = ", ".join(f"{name}={getattr(record, name)!r}" for name in type(record).__slots__)
+    return f"{type(record).__name__}({fields})"
+
+
+# The records are plain slotted classes, not dataclasses: a dataclass costs
+# about half a millisecond to create at import, in every run.
+
+
 @final
-@dataclass(slots=True)
 class Decision:
     """What the controller decided about one failed attempt."""
 
-    retry: bool
-    delay: float = 0.0
-    reason: str = ""
-    due: float | None = None  # epoch time the retry became due
-    dispatched: float | None = None  # epoch time it was sent to a worker
-    avoid: list[str] = field(default_factory=list)  # workers the retry must not run on
-    prefer_not: list[str] = field(default_factory=list)  # workers it runs on only if need be
+    __slots__ = ("avoid", "delay", "dispatched", "due", "prefer_not", "reason", "retry")
+
+    def __init__(
+        self,
+        retry: bool,
+        delay: float = 0.0,
+        reason: str = "",
+        due: float | None = None,
+        dispatched: float | None = None,
+        avoid: list[str] | None = None,
+        prefer_not: list[str] | None = None,
+    ) -> None:
+        self.retry = retry
+        self.delay = delay
+        self.reason = reason
+        self.due = due  # epoch time the retry became due
+        self.dispatched = dispatched  # epoch time it was sent to a worker
+        self.avoid: list[str] = avoid if avoid is not None else []  # workers the retry must not run on
+        # workers it runs on only if need be
+        self.prefer_not: list[str] = prefer_not if prefer_not is not None else []
+
+    __repr__ = slots_repr
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"retry": self.retry, "delay": round(self.delay, 3), "reason": self.reason}
@@ -41,29 +64,47 @@ class Decision:
 
 
 @final
-@dataclass(slots=True)
 class Attempt:
     """One run of one test on one worker (setup + call + teardown)."""
 
-    attempt: int
-    node: str
-    host: str | None = None
-    hardware: list[str] = field(default_factory=list)
-    # passed / failed / error / skipped for this attempt alone ("failed" in
-    # the call phase, "error" in setup/teardown or a crash).
-    outcome: str = "passed"
-    phase: str | None = None
-    category: str | None = None
-    rule: str | None = None
-    error: dict[str, Any] | None = None
-    longrepr: str | None = None
-    duration: float = 0.0
-    decision: Decision | None = None
-    actions: Sequence[dict[str, Any]] = ()  # set by the decision; no list per passing attempt
-    pattern: str | None = None
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    call_passed: bool = False  # the test body passed (its teardown may still fail)
+    __slots__ = (
+        "actions", "attempt", "call_passed", "category", "decision", "duration", "error",
+        "finished", "hardware", "host", "longrepr", "node", "outcome", "pattern", "phase",
+        "rule", "started",
+    )
+
+    def __init__(
+        self,
+        attempt: int,
+        node: str,
+        host: str | None = None,
+        hardware: list[str] | None = None,
+        **fields: Any,
+    ) -> None:
+        self.attempt = attempt
+        self.node = node
+        self.host = host
+        # the node's list when it comes from the ledger: replaced, never changed in place
+        self.hardware: list[str] = hardware if hardware is not None else []
+        # passed / failed / error / skipped for this attempt alone ("failed" in
+        # the call phase, "error" in setup/teardown or a crash).
+        self.outcome = "passed"
+        self.phase: str | None = None
+        self.category: str | None = None
+        self.rule: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.longrepr: str | None = None
+        self.duration = 0.0
+        self.decision: Decision | None = None
+        self.actions: Sequence[dict[str, Any]] = ()  # set by the decision; no list per passing attempt
+        self.pattern: str | None = None
+        self.started = time.time()
+        self.finished: float | None = None
+        self.call_passed = False  # the test body passed (its teardown may still fail)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    __repr__ = slots_repr
 
     @property
     def failed(self) -> bool:
@@ -90,16 +131,19 @@ class Attempt:
 
 
 @final
-@dataclass(slots=True)
 class TestRecord:
     """Every attempt of one collected test and its one final outcome."""
 
     __test__ = False  # not a pytest test class
+    __slots__ = ("attempts", "final", "nodeid", "reason")
 
-    nodeid: str
-    attempts: list[Attempt] = field(default_factory=list)
-    final: str | None = None
-    reason: str | None = None
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+        self.attempts: list[Attempt] = []
+        self.final: str | None = None
+        self.reason: str | None = None
+
+    __repr__ = slots_repr
 
     @property
     def retries(self) -> int:
@@ -119,19 +163,26 @@ class TestRecord:
 
 
 @final
-@dataclass(slots=True)
 class NodeRecord:
     """A worker as the controller saw it."""
 
-    id: str
-    host: str | None = None
-    hardware: list[str] = field(default_factory=list)
-    gpus: str | None = None  # CUDA_VISIBLE_DEVICES given by --dtf-gpus-per-worker
-    crashes: int = 0
-    quarantined: bool = False
-    quarantine_reason: str | None = None
-    lost: bool = False
-    lost_reason: str | None = None
+    __slots__ = (
+        "crashes", "gpus", "hardware", "host", "id", "lost", "lost_reason", "quarantine_reason",
+        "quarantined",
+    )
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+        self.host: str | None = None
+        self.hardware: list[str] = []
+        self.gpus: str | None = None  # CUDA_VISIBLE_DEVICES given by --dtf-gpus-per-worker
+        self.crashes = 0
+        self.quarantined = False
+        self.quarantine_reason: str | None = None
+        self.lost = False
+        self.lost_reason: str | None = None
+
+    __repr__ = slots_repr
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,7 +235,7 @@ class Ledger:
         **fields: Any,
     ) -> Attempt:
         rec = self.test(nodeid)
-        att = Attempt(len(rec.attempts) + 1, node, host, [] if hardware is None else hardware, **fields)
+        att = Attempt(len(rec.attempts) + 1, node, host, hardware, **fields)
         rec.attempts.append(att)
         return att
 

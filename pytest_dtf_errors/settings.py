@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 
 import pytest
 
@@ -28,21 +27,39 @@ EXIT_FLAKY = 6
 WORKERINPUT_KEY = "dtf_settings"
 
 
-@dataclass
+@final
 class Settings:
-    """The run-level knobs, validated by the plugin."""
+    """The run-level knobs, validated by the plugin (a plain class: no dataclass to build at import)."""
 
-    retry: bool = False
-    max_retries: int | None = None
-    budget: int | None = None  # None: derived from the collection size
-    fail_on_flaky: bool = False
-    breaker_min_tests: int = 3
-    breaker_min_failed_retries: int = 3
-    quarantine_threshold: int = 3
-    missing_hardware: str = "skip"
-    heartbeat_timeout: float = 10.0
-    peer: str | None = None  # an active peer retry plugin that owns retries
-    peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
+    __slots__ = (
+        "breaker_min_failed_retries", "breaker_min_tests", "budget", "fail_on_flaky",
+        "heartbeat_timeout", "max_retries", "missing_hardware", "peer", "peer_installed",
+        "quarantine_threshold", "retry",
+    )
+
+    def __init__(
+        self,
+        retry: bool = False,
+        max_retries: int | None = None,
+        budget: int | None = None,
+        fail_on_flaky: bool = False,
+        breaker_min_tests: int = 3,
+        breaker_min_failed_retries: int = 3,
+        quarantine_threshold: int = 3,
+        missing_hardware: str = "skip",
+        heartbeat_timeout: float = 10.0,
+    ) -> None:
+        self.retry = retry
+        self.max_retries = max_retries
+        self.budget = budget  # None: derived from the collection size
+        self.fail_on_flaky = fail_on_flaky
+        self.breaker_min_tests = breaker_min_tests
+        self.breaker_min_failed_retries = breaker_min_failed_retries
+        self.quarantine_threshold = quarantine_threshold
+        self.missing_hardware = missing_hardware
+        self.heartbeat_timeout = heartbeat_timeout
+        self.peer: str | None = None  # an active peer retry plugin that owns retries
+        self.peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
 
     def for_workers(self) -> dict[str, Any]:
         """What a worker needs (plain data: it travels in xdist's workerinput)."""
@@ -98,16 +115,27 @@ def _tag_map(value: object, key: str) -> dict[str, list[str]]:
     return out
 
 
-@dataclass(frozen=True)
+@final
 class Option:
     """One setting: its config key, ini key, command-line flag, default and check."""
 
-    key: str
-    default: Any
-    check: Callable[[object, str], Any]
-    help: str
-    flag: str | None = None  # command-line option
-    ini: bool = True
+    __slots__ = ("check", "default", "flag", "help", "ini", "key")
+
+    def __init__(
+        self,
+        key: str,
+        default: Any,
+        check: Callable[[object, str], Any],
+        help: str,
+        flag: str | None = None,
+        ini: bool = True,
+    ) -> None:
+        self.key = key
+        self.default = default
+        self.check = check
+        self.help = help
+        self.flag = flag  # command-line option
+        self.ini = ini
 
 
 OPTIONS = (
