@@ -99,7 +99,8 @@ class DtfScheduling:
         self.sent_retries: dict[tuple[str, int], Retry] = {}
         self.quarantined: set[str] = set()
         self.unavailable: set[tuple[str, str]] = set()
-        self.reported: set[tuple[str, int]] = set()  # (node, index) with a teardown report
+        # indices whose teardown report arrived, per worker (its completion event may lag)
+        self.reported: dict[WorkerController, set[int]] = {}
         self.flushed: set[WorkerController] = set()  # the last thing sent was the flush item
         # workers whose channel closed before xdist told us they went down
         self.unreachable: set[WorkerController] = set()
@@ -153,20 +154,24 @@ class DtfScheduling:
         """The last report of a test arrived from ``node`` (its completion event may lag)."""
         index = self.index_of.get(nodeid)
         if index is not None and index in self.node2pending.get(node, ()):
-            self.reported.add((node_id(node), index))
+            done = self.reported.get(node)
+            if done is None:
+                done = self.reported[node] = set()
+            done.add(index)
 
     def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
         if item_index == self.flush_index:
             return
-        name = node_id(node)
-        self.reported.discard((name, item_index))
+        done = self.reported.get(node)
+        if done:
+            done.discard(item_index)
         mean = self.test_seconds
         self.test_seconds = duration if mean is None else mean + (duration - mean) * 0.05
         pending = self.node2pending.get(node)
         if pending is not None and item_index in pending:
             pending.remove(item_index)
         if self.sent_retries:
-            self.sent_retries.pop((name, item_index), None)
+            self.sent_retries.pop((node_id(node), item_index), None)
         # the hot path: one test done, top up this worker (the others have their own events)
         if self.retries:
             self._dispatch_retries(time.monotonic())
@@ -194,9 +199,9 @@ class DtfScheduling:
         self.node2collection.pop(node, None)
         # A worker can die after a test's last report but before its
         # "protocol complete" event: that test is done, not the crash item.
-        name = node_id(node)
-        while pending and (name, pending[0]) in self.reported:
-            self.reported.discard((name, pending.pop(0)))
+        done = self.reported.pop(node, set())
+        while pending and pending[0] in done:
+            done.discard(pending.pop(0))
         if not pending:
             return None
         assert self.collection is not None
