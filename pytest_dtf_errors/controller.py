@@ -87,7 +87,7 @@ class Dispatcher(Protocol):
     """Runs retries: the xdist glue or the in-process runner."""
 
     def submit(self, request: RetryRequest) -> None: ...
-    def reported(self, report: pytest.TestReport) -> None: ...
+    def reported(self, nodeid: str, report: pytest.TestReport) -> None: ...
     def cancel(self, nodeid: str) -> bool: ...
     def quarantine(self, node: str) -> None: ...
     def mark_unavailable(self, node: str, hardware: str) -> None: ...
@@ -179,6 +179,7 @@ class Controller:
         self.dispatcher: Dispatcher | None = None
         # node -> nodeid -> the attempt running there (no key object per report)
         self.open: dict[str, dict[str, Attempt]] = {}
+        self._node_names: dict[Any, str] = {}  # xdist's worker object -> its id
         self.locations: dict[str, tuple[str, int | None, str]] = {}
         self.requirements: dict[str, dict[str, Any]] = {}  # nodeid -> hardware marker info
         self.breaker: dict[str, _PatternStats] = {}  # pattern id -> what the breaker knows
@@ -215,16 +216,19 @@ class Controller:
         return tuple(info["any"]) if info else ()
 
     # -- the report path ----------------------------------------------------
-    def on_report(self, report: pytest.TestReport) -> None:
-        """Record one phase report; turn a retried failure into a "rerun"."""
+    def on_report(self, report: pytest.TestReport) -> bool:
+        """Record one phase report; turn a retried failure into a "rerun".
+
+        True when the report now has an outcome only dtf's words describe:
+        rerun, flaky, a crash, a lost worker's pass.
+        """
         # The hot path: three reports per test, nearly all of them passing.
-        extra = report.__dict__
         outcome = report.outcome
-        if outcome == "rerun" or extra.get("dtf_synthetic"):
-            return
+        if outcome == "rerun" or report.__dict__.get("dtf_synthetic"):
+            return False
         nodeid = report.nodeid
         when = report.when
-        node = _node_name(report)
+        node = self._node_name(report)
         running = self.open.get(node)
         if running is None:
             running = self.open[node] = {}
@@ -232,13 +236,16 @@ class Controller:
         if att is None or when == "setup":
             att = running[nodeid] = self._open(nodeid, node, report)
         att.duration += report.duration or 0.0
+        own = False
         if when == "???" and att.call_passed and _lost(report):
             self._lost_after_call(att, report)
+            own = True
         elif outcome == "failed":
             if att.decision is None:
                 self._decide(att, report)
             if att.decision is not None and att.decision.retry:
                 report.outcome = "rerun"  # type: ignore[assignment]
+                own = True
         elif outcome == "skipped":
             if att.outcome == "passed":
                 att.outcome = "skipped"
@@ -246,11 +253,27 @@ class Controller:
             att.call_passed = True
             if att.attempt > 1 and self._failed_before(nodeid, att):
                 report.dtf_flaky = True  # type: ignore[attr-defined]
-        if when == "teardown" or when == "???":
+                own = True
+        if when == "teardown":
             running.pop(nodeid, None)
             self._close(nodeid, att)
-            if when == "teardown" and self.dispatcher is not None:
-                self.dispatcher.reported(report)
+            if self.dispatcher is not None:
+                self.dispatcher.reported(nodeid, report)
+        elif when == "???":
+            running.pop(nodeid, None)
+            self._close(nodeid, att)
+            own = True
+        return own
+
+    def _node_name(self, report: pytest.TestReport) -> str:
+        node = report.__dict__.get("node")  # xdist sets it on the controller
+        if node is None:
+            return "local"
+        name = self._node_names.get(node)
+        if name is None:
+            gateway = getattr(node, "gateway", None)
+            name = self._node_names[node] = str(gateway.id) if gateway is not None else str(node)
+        return name
 
     def _lost_after_call(self, att: Attempt, report: pytest.TestReport) -> None:
         """The test passed, then its worker went silent before the teardown report.
@@ -709,10 +732,3 @@ def _lost(report: pytest.TestReport) -> bool:
     error = report.__dict__.get("dtf_error") or {}
     return error.get("type") == records.WORKER_LOST
 
-
-def _node_name(report: pytest.TestReport) -> str:
-    node = report.__dict__.get("node")  # xdist sets it on the controller
-    if node is None:
-        return "local"
-    gateway = getattr(node, "gateway", None)
-    return str(gateway.id) if gateway is not None else str(node)

@@ -359,11 +359,11 @@ class XdistGlue:
         elif kind == "tags":
             self._set_tags(name, list(self.tags.get(name, [])) + list(data))
 
-    def reported(self, report: pytest.TestReport) -> None:
+    def reported(self, nodeid: str, report: pytest.TestReport) -> None:
         """A test's teardown report arrived (the controller calls this, not a hook per report)."""
         node = report.__dict__.get("node")
         if node is not None and self.sched is not None:
-            self.sched.test_reported(node, report.nodeid)
+            self.sched.test_reported(node, nodeid)
 
     # -- crashes -------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -37,7 +37,7 @@ class LocalRunner:
         else:
             heapq.heappush(self.later, (request.due, next(self._seq), request))
 
-    def reported(self, report: pytest.TestReport) -> None:
+    def reported(self, nodeid: str, report: pytest.TestReport) -> None:
         """One process: a test's protocol ends with its teardown report."""
 
     def cancel(self, nodeid: str) -> bool:

@@ -150,13 +150,6 @@ def _installed_peer(config: pytest.Config) -> str | None:
 class OutcomeWords:
     """The terminal's words and letters for dtf's outcomes: rerun, flaky, a worker crash."""
 
-    @staticmethod
-    def needed(report: pytest.TestReport) -> bool:
-        outcome = report.outcome
-        if outcome == "passed":
-            return bool(report.__dict__.get("dtf_flaky") or report.__dict__.get("dtf_hidden"))
-        return outcome == "rerun" or report.when == "???"
-
     @pytest.hookimpl
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
         outcome = report.outcome
@@ -192,8 +185,7 @@ class DtfSession:
 
     @pytest.hookimpl(tryfirst=True)  # "rerun" before the terminal and JUnit see the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.controller.on_report(report)
-        if self.words is None and OutcomeWords.needed(report):
+        if self.controller.on_report(report) and self.words is None:
             # registered with the first report that needs it (the terminal asks it
             # right after this hook): a run where all pass pays no call per report
             self.words = OutcomeWords()
