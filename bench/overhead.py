@@ -15,9 +15,9 @@ and the workers' CPU time when they reached it (medians), off against on.
 
 The plugin's modules are compiled to bytecode first, as pip does when it
 installs the package (pytest and xdist were compiled when they were
-installed). Without it, an editable checkout under PYTHONDONTWRITEBYTECODE=1
-recompiles the plugin in every process of every run; ``--no-compile``
-measures that case.
+installed). ``--no-compile`` removes the plugin's bytecode instead: an
+editable checkout under PYTHONDONTWRITEBYTECODE=1 (this machine sets it)
+compiles the plugin's modules in every process of every run.
 """
 
 from __future__ import annotations
@@ -82,16 +82,15 @@ def main() -> int:
     parser.add_argument("--phases", action="store_true",
                         help="also time the phases of each session (bench/phase_timing.py)")
     parser.add_argument("--no-compile", action="store_true",
-                        help="do not compile the plugin's modules to bytecode first")
+                        help="remove the plugin's bytecode instead of compiling it first")
     args = parser.parse_args()
-    if not args.no_compile:
-        compile_plugin()
+    compile_plugin(remove=args.no_compile)
 
     root = Path(tempfile.mkdtemp(prefix="dtf-bench-overhead-"))
     suite = make_suite(root, args.tests)
     info = machine()
     print(f"suite: {args.tests} passing tests, -n 2, {args.repeat} alternating runs each; "
-          f"plugin bytecode {'not compiled' if args.no_compile else 'compiled first'}")
+          f"plugin bytecode {'removed' if args.no_compile else 'compiled first'}")
     print(f"machine: {info['cpus']} CPUs, load average at start {info['loadavg_at_start']}, "
           f"Python {info['python']}; {info['date']}")
     print(f"suite dir: {suite}")
@@ -158,11 +157,19 @@ def main() -> int:
     return 0 if off.ok and on.ok else 1
 
 
-def compile_plugin() -> None:
-    """Write the plugin's .pyc files, as pip does at install time (forced: a same-second edit counts)."""
+def compile_plugin(remove: bool = False) -> None:
+    """Write the plugin's .pyc files, as pip does at install time (forced: a same-second edit counts).
+
+    ``remove``: delete them instead (the editable checkout without bytecode).
+    """
     import pytest_dtf_errors
 
-    compileall.compile_dir(str(Path(pytest_dtf_errors.__file__).parent), force=True, quiet=1)
+    package = Path(pytest_dtf_errors.__file__).parent
+    if remove:
+        for cache in package.rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+    else:
+        compileall.compile_dir(str(package), force=True, quiet=1)
 
 
 def phase_table(log: Path) -> list[list[str]]:
