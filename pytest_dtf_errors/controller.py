@@ -115,8 +115,8 @@ class RetryPlan:
         retry: bool,
         delay: float,
         reason: str,
-        avoid: set[str],
-        prefer_not: set[str],
+        avoid: set[str] | None = None,
+        prefer_not: set[str] | None = None,
         hardware: tuple[str, ...] = (),
     ) -> None:
         self.nodeid = nodeid
@@ -126,8 +126,8 @@ class RetryPlan:
         self.retry = retry
         self.delay = delay
         self.reason = reason
-        self.avoid = avoid
-        self.prefer_not = prefer_not
+        self.avoid: set[str] = avoid if avoid is not None else set()
+        self.prefer_not: set[str] = prefer_not if prefer_not is not None else set()
         self.hardware = hardware
 
     __repr__ = slots_repr
@@ -254,15 +254,13 @@ class Controller:
             if att.attempt > 1 and self._failed_before(nodeid, att):
                 report.dtf_flaky = True  # type: ignore[attr-defined]
                 own = True
-        if when == "teardown":
+        if when == "teardown" or when == "???":
             running.pop(nodeid, None)
             self._close(nodeid, att)
-            if self.dispatcher is not None:
+            if when == "???":
+                own = True  # xdist's crash report: an error, in dtf's words
+            elif self.dispatcher is not None:
                 self.dispatcher.reported(nodeid, report)
-        elif when == "???":
-            running.pop(nodeid, None)
-            self._close(nodeid, att)
-            own = True
         return own
 
     def _node_name(self, report: pytest.TestReport) -> str:
@@ -296,10 +294,10 @@ class Controller:
         if nodeid not in self.locations:
             self.locations[nodeid] = report.location
         rec = self.ledger.nodes.get(node)
-        # a node's hardware list is replaced when it changes, never changed in place: shared
-        att = self.ledger.new_attempt(nodeid, node, rec.host, rec.hardware) if rec else (
-            self.ledger.new_attempt(nodeid, node)
-        )
+        if rec is None:
+            att = self.ledger.new_attempt(nodeid, node)
+        else:  # the node's hardware list is replaced when it changes, never changed in place: shared
+            att = self.ledger.new_attempt(nodeid, node, rec.host, rec.hardware)
         if self.waiting:
             self.waiting.discard(nodeid)
         return att

@@ -127,7 +127,10 @@ class WorkerPlugin:
 
 
 class HardwareGuard:
-    """Stops a test that landed on a worker without its hardware (registered only when some test has a hardware marker)."""
+    """Stops a test that landed on a worker without its hardware.
+
+    Registered only when a collected test has a hardware marker.
+    """
 
     def __init__(
         self, worker_id: str, tags: list[str], requirements: dict[str, dict[str, Any]], missing: str | None
