@@ -208,8 +208,6 @@ def test_pyproject_policies_budget_and_missing_hardware_are_used(pytester):
 # -- GPU pinning ---------------------------------------------------------------------------
 
 
-
-
 def test_gpu_pinning_with_a_fake_nvidia_smi(pytester, fake_gpus):
     result, report = run_example(pytester, "gpu_pinning")
     assert result.ret == 0, result.stdout.str()

@@ -11,7 +11,6 @@ CUDA_AND_CPU = ["-d", "--tx", "popen//env:DTF_HARDWARE=cuda", "--tx", "popen//en
 NO_GPU = "[tool.dtf]\nbreaker_min_tests = 1000\n"
 
 
-
 @pytest.fixture
 def project(pytester: pytest.Pytester):
     def make(tests: str, toml: str = NO_GPU) -> pytest.Pytester:
@@ -21,8 +20,6 @@ def project(pytester: pytest.Pytester):
         return pytester
 
     return make
-
-
 
 
 def test_hardware_tests_run_only_on_workers_with_the_hardware(project):
