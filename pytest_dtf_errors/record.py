@@ -33,18 +33,31 @@ MAX_CHAIN = 5
 MAX_GROUP_MEMBERS = 5
 
 
-def cut(text: str, limit: int) -> str:
-    """Keep the head and the tail of ``text`` within ``limit`` characters."""
-    if len(text) <= limit:
+def encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) as backslash escapes."""
+    if text.isascii():
         return text
-    half = limit // 2
-    return f"{text[:half]}\n...[{len(text) - limit} chars cut]...\n{text[-half:]}"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def cut(text: str, limit: int) -> str:
+    """Keep the head and the tail of ``text`` within ``limit`` characters; UTF-8 encodable."""
+    if len(text) > limit:
+        half = limit // 2
+        text = f"{text[:half]}\n...[{len(text) - limit} chars cut]...\n{text[-half:]}"
+    return encodable(text)
 
 
 def safe_str(obj: object, limit: int = MAX_MESSAGE) -> str:
     """``str(obj)`` that never raises and never returns more than ``limit`` chars."""
     try:
         text = str(obj)
+        if type(text) is not str:  # a str subclass may carry a hostile __len__ or slicing
+            text = str.__str__(text)
     except BaseException as exc:  # noqa: BLE001 - hostile __str__
         try:
             return f"<unprintable {type(obj).__name__}: str() raised {type(exc).__name__}>"
@@ -55,7 +68,7 @@ def safe_str(obj: object, limit: int = MAX_MESSAGE) -> str:
 
 def _qualname(cls: type) -> str:
     module = getattr(cls, "__module__", None) or "builtins"
-    return f"{module}.{getattr(cls, '__qualname__', cls.__name__)}"
+    return encodable(f"{module}.{getattr(cls, '__qualname__', cls.__name__)}")
 
 
 def _frames(tb: TracebackType | None, rootdir: str | None) -> list[dict[str, Any]]:
@@ -71,7 +84,8 @@ def _frames(tb: TracebackType | None, rootdir: str | None) -> list[dict[str, Any
             continue
         if rootdir and filename.startswith(rootdir):
             filename = filename[len(rootdir) :].lstrip("/")
-        out.append({"file": filename, "line": entry.lineno, "function": entry.name})
+        out.append({"file": encodable(filename), "line": entry.lineno,
+                    "function": encodable(entry.name)})
         if len(out) >= MAX_FRAMES:
             break
     return out
@@ -98,7 +112,7 @@ def from_exception(
     """Build the error record of one exception (and, bounded, of its chain)."""
     cls = type(exc)
     record: dict[str, Any] = {
-        "type": cls.__name__,
+        "type": encodable(cls.__name__),
         "qualname": _qualname(cls),
         "mro": [_qualname(c) for c in cls.__mro__][:20],
         "message": safe_str(exc),

@@ -66,6 +66,34 @@ def xdist_groups(items: list[pytest.Item]) -> dict[str, str]:
     return groups
 
 
+def wire_safe(value: Any) -> Any:
+    """``value`` (a serialized report) with every string UTF-8 encodable.
+
+    execnet refuses a lone surrogate ("bad \\udcff text") anywhere in a message;
+    xdist then loses the report and stops the session with an INTERNALERROR.
+    Containers are copied only where something changed.
+    """
+    if type(value) is str:
+        return record.encodable(value)
+    if isinstance(value, dict):
+        out = None
+        for k, v in value.items():
+            k2, v2 = wire_safe(k), wire_safe(v)
+            if k2 is not k or v2 is not v:
+                if out is None:
+                    out = dict(value)
+                if k2 is not k:
+                    del out[k]
+                out[k2] = v2
+        return value if out is None else out
+    if isinstance(value, (list, tuple)):
+        items = [wire_safe(v) for v in value]
+        if any(a is not b for a, b in zip(items, value)):
+            return type(value)(items) if type(value) in (list, tuple) else items
+        return value
+    return value
+
+
 class WorkerPlugin:
     """Hooks that run where the tests run."""
 
@@ -124,6 +152,18 @@ class WorkerPlugin:
                 rootdir=self.rootdir,
             )
         return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_to_serializable(
+        self, report: pytest.CollectReport | pytest.TestReport
+    ) -> Generator[None, dict[str, Any] | None, dict[str, Any] | None]:
+        data = yield
+        # a passing report without sections or properties holds no text of the test's
+        if data is None or (report.passed and not report.sections
+                            and not getattr(report, "user_properties", None)):
+            return data
+        safe: dict[str, Any] | None = wire_safe(data)
+        return safe
 
 
 class HardwareGuard:

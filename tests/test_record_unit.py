@@ -101,3 +101,41 @@ def test_crash_records_carry_signal_and_type():
     rec = record.crash("t.py::test", "gw3", typename="WorkerSegfault", exitcode=-11, signal_name="SIGSEGV", hardware=["cpu"])
     assert rec["type"] == "WorkerSegfault" and rec["signal"] == "SIGSEGV"
     assert "killed by SIGSEGV" in rec["message"]
+
+
+# any code point, lone surrogates included (st.text() leaves them out)
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ANY_TEXT, st.sampled_from([ValueError, OSError, ConnectionError, AssertionError]))
+def test_every_string_of_a_record_encodes_to_utf8(message, kind):
+    rec = record.from_exception(raised(kind(message)), phase="call", worker="gw1")
+    json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    if message.isascii():
+        assert rec["message"] == message
+
+
+def test_a_lone_surrogate_is_kept_as_an_escape():
+    rec = record.from_exception(raised(Exception("bad \udcff text")))
+    assert rec["message"] == "bad \\udcff text"
+    assert "bad \\udcff text" in rec["traceback"]
+    assert record.encodable("naïve ü") == "naïve ü"
+    odd = type("OddError", (Exception,), {"__module__": "mod\udcff"})
+    assert record.from_exception(raised(odd("x")))["qualname"] == "mod\\udcff.OddError"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.one_of(st.none(), st.integers(), ANY_TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
+                            st.dictionaries(ANY_TEXT, inner, max_size=4)),
+    max_leaves=20,
+))
+def test_wire_safe_makes_any_serialized_report_sendable(value):
+    from pytest_dtf_errors.worker import wire_safe
+
+    safe = wire_safe(value)
+    json.dumps(safe, ensure_ascii=False).encode("utf-8")
+    if json.dumps(value, ensure_ascii=False).isascii():
+        assert safe is value  # nothing to fix: nothing copied

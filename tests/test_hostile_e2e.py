@@ -1,0 +1,77 @@
+"""Hostile input end to end: text that cannot be encoded, exception groups, user regexes,
+numbers out of bounds, report paths that are not plain files."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+import pytest
+from conftest import MODES, load_report, outcomes, run
+
+from pytest_dtf_errors.report import validate
+
+SURROGATES = r'''
+import pytest
+
+def test_before():
+    pass
+
+def test_call():
+    raise Exception("bad \udcff text")
+
+@pytest.fixture
+def broken():
+    raise ConnectionRefusedError("refused \ud800 by peer")
+
+def test_setup(broken):
+    pass
+
+def test_property(record_property):
+    record_property("note", "lone \udfff surrogate")
+    assert False, "and \udcfe in the assertion"
+
+def test_after():
+    pass
+'''
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_unencodable_text_fails_its_test_and_the_session_finishes(pytester, monkeypatch, mode):
+    if "no:xdist" in mode:
+        # in-process, pytest itself prints the raw text (as surrogateescape bytes): not ours
+        monkeypatch.setenv("PYTHONIOENCODING", "utf-8:backslashreplace")
+    pytester.makepyfile(test_s=SURROGATES)
+    result = run(pytester, *mode, "--dtf-report=r.json", "--junitxml=j.xml", "-o", "junit_family=xunit1")
+    text = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in text, text
+    assert outcomes(result) == {"passed": 2, "failed": 2, "errors": 1}, text
+    assert result.ret == 1
+    report = load_report(pytester.path / "r.json")
+    validate(report)
+    by_name = {t["nodeid"].rsplit("::", 1)[-1]: t for t in report["tests"]}
+    assert by_name["test_call"]["outcome"] == "failed"
+    error = by_name["test_call"]["attempts"][0]["error"]
+    # the bad code point is kept visible, as an escape, and the text is valid UTF-8
+    assert "bad \\udcff text" in error["message"]
+    (pytester.path / "r.json").read_bytes().decode("utf-8")
+    junit = ElementTree.parse(pytester.path / "j.xml").getroot()
+    assert junit.find("testsuite").get("tests") == "5"
+    assert by_name["test_setup"]["attempts"][0]["category"] == "network_connection_error"
+    assert "bad \\udcff text" in text
+
+
+def test_unencodable_text_is_retried_by_its_category_under_xdist(pytester):
+    pytester.makepyfile(test_r=r'''
+def test_flaky(dtf_attempt):
+    if dtf_attempt == 1:
+        raise ConnectionRefusedError("refused \udcff")
+
+def test_ok():
+    pass
+''')
+    result = run(pytester, "-n", "2", "--dtf-retry", "--dtf-report=r.json")
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert result.ret == 0, result.stdout.str()
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in load_report(pytester.path / "r.json")["tests"]}
+    assert tests["test_flaky"]["outcome"] == "flaky"
+    assert tests["test_flaky"]["attempts"][0]["category"] == "network_connection_error"
