@@ -105,6 +105,7 @@ class XdistGlue:
         self.links: dict[str, Any] = {}
         self.last_seen: dict[str, float] = {}
         self.memory: dict[str, dict[str, Any]] = {}
+        self.timed_out: dict[str, str] = {}  # worker -> the test pytest-timeout's thread method ends it for
         self.tags: dict[str, list[str]] = {}
         self.nodes: dict[str, Any] = {}
         self.replacing = 0  # a crashed worker's replacement xdist is about to start
@@ -356,6 +357,8 @@ class XdistGlue:
             self.controller.requirements.update(data)
         elif kind == "groups":
             self.groups.update(data)
+        elif kind == "timeout":
+            self.timed_out[name] = str(data.get("nodeid"))
         elif kind == "tags":
             self._set_tags(name, list(self.tags.get(name, [])) + list(data))
 
@@ -376,6 +379,8 @@ class XdistGlue:
         detail = ""
         if lost:
             typename, detail = records.WORKER_LOST, self.controller.ledger.node(name).lost_reason or ""
+        elif self.timed_out.pop(name, None) == crashitem:
+            typename, detail = "WorkerTimeout", "pytest-timeout (--timeout-method=thread) ended it"
         elif exitcode is None and node is not None and not getattr(node.gateway.spec, "popen", False):
             typename, detail = records.WORKER_LOST, "the connection to its host broke"
         elif signame == "SIGSEGV" or signame == "SIGBUS" or signame == "SIGABRT":

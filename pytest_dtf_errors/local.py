@@ -3,6 +3,9 @@
 The same controller decides; retries run in this process. A retry without a
 delay runs at once; one with a delay runs after the other tests instead of
 sleeping, and only sleeps what is left of its delay when nothing else is left.
+A retry goes through pytest's own ``pytest_runtest_protocol`` call, so every
+plugin that wraps a test's protocol (pytest-timeout's timer, faulthandler)
+wraps each attempt.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class LocalRunner:
         self.now: list[RetryRequest] = []
         self.later: list[tuple[float, int, RetryRequest]] = []
         self._seq = itertools.count()
+        self._retrying = False  # a retry is in pytest's protocol call: pytest runs it
 
     # -- the Dispatcher protocol ----------------------------------------------
     def submit(self, request: RetryRequest) -> None:
@@ -63,6 +67,8 @@ class LocalRunner:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        if self._retrying:
+            return None
         settings = self.controller.settings
         if not settings.retry or settings.peer:
             return None  # nothing to retry here: pytest (or the peer plugin) runs it
@@ -106,8 +112,18 @@ class LocalRunner:
         self, item: pytest.Item, nextitem: pytest.Item | None, attempt: int, factor: float = 1.0
     ) -> None:
         LOCAL_ATTEMPTS[item.nodeid] = {"attempt": attempt, "timeout_factor": factor}
-        if attempt > 1:
-            self.controller.retry_dispatched(item.nodeid)
-        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        runtestprotocol(item, nextitem=nextitem, log=True)
-        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        if attempt == 1:  # inside pytest's protocol call for the item
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            runtestprotocol(item, nextitem=nextitem, log=True)
+            item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+            return
+        self.controller.retry_dispatched(item.nodeid)
+        hook = item.config.hook
+        if item.config.pluginmanager.hasplugin("timeout"):
+            # the first attempt's timer may still run around an immediate retry
+            hook.pytest_timeout_cancel_timer(item=item)
+        self._retrying = True
+        try:
+            hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        finally:
+            self._retrying = False

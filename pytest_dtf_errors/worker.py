@@ -203,7 +203,11 @@ class TimeoutScaler:
     """Gives a retry more time under pytest-timeout (registered only with it).
 
     pytest-timeout calls this hook only for a test it times: without a
-    timeout, tests pay nothing for it.
+    timeout, tests pay nothing for it. On an xdist worker under
+    ``--timeout-method=thread`` it also sets the timer itself, so that the
+    controller hears "timeout" over the DTF link before pytest-timeout ends
+    the worker with ``os._exit(1)``: the dead worker is a WORKER_TIMEOUT,
+    not a crash.
     """
 
     def __init__(self) -> None:
@@ -213,17 +217,49 @@ class TimeoutScaler:
     def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> object:
         if self._scaling:
             return None  # the call below, with the scaled settings
-        factor = float(attempt_meta(item.nodeid).get("timeout_factor") or 1.0)
         replace = getattr(settings, "_replace", None)
-        if factor <= 1.0 or replace is None or not settings.timeout:
+        if replace is None or not settings.timeout:
+            return None
+        factor = float(attempt_meta(item.nodeid).get("timeout_factor") or 1.0)
+        if factor > 1.0:
+            settings = replace(timeout=settings.timeout * factor)
+        link = sys.modules.get("_dtf_link")
+        if link is not None and settings.method == "thread":
+            return _thread_timer(item, settings, link.channel)
+        if factor <= 1.0:
             return None
         self._scaling = True
         try:
-            return item.config.hook.pytest_timeout_set_timer(
-                item=item, settings=replace(timeout=settings.timeout * factor)
-            )
+            return item.config.hook.pytest_timeout_set_timer(item=item, settings=settings)
         finally:
             self._scaling = False
+
+
+def _thread_timer(item: pytest.Item, settings: Any, channel: Any) -> bool:
+    """pytest-timeout's thread timer, telling the controller before it kills the worker."""
+    import contextlib
+    import threading
+
+    import pytest_timeout
+
+    def expire() -> None:
+        if settings.disable_debugger_detection or not pytest_timeout.is_debugging():
+            # written to the pipe before os._exit: the controller reads it first;
+            # without the link it is a plain crash
+            with contextlib.suppress(Exception):
+                channel.send(("timeout", {"nodeid": item.nodeid, "timeout": settings.timeout}))
+        pytest_timeout.timeout_timer(item, settings)  # dumps the stacks, os._exit(1)
+
+    timer = threading.Timer(settings.timeout, expire)
+    timer.name = f"pytest_timeout {item.nodeid}"
+
+    def cancel() -> None:
+        timer.cancel()
+        timer.join()
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined] # what pytest-timeout's cancel hook calls
+    timer.start()
+    return True
 
 
 class FlushItem(pytest.Item):
