@@ -61,6 +61,8 @@ NETNS_DIR = "/run/netns"
 REQUIRED_TOOLS = ("ip", "ss", "setsid", "timeout")
 DEFAULT_HOSTS = {"A": "cuda", "B": "cpu"}
 DEFAULT_PORT = 8888
+SSH_PORT = 22
+SSH_TOOLS = ("ssh", "ssh-keygen", "sshd")
 SERVER_MODULE = "execnet.script.socketserver"
 # Environment variables of the outer pytest run that must not leak into the
 # fake hosts or into the inner pytest runs.
@@ -226,6 +228,43 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
+def _tool(name: str) -> str | None:
+    """``name`` in the sbin/bin directories (sshd is in /usr/sbin, often not on PATH)."""
+    for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if os.access(os.path.join(d, name), os.X_OK):
+            return os.path.join(d, name)
+    return shutil.which(name)
+
+
+def _keygen(path: str, comment: str) -> None:
+    if os.path.exists(path) and os.path.exists(path + ".pub"):
+        return
+    for p in (path, path + ".pub"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+    subprocess.run(
+        [_tool("ssh-keygen") or "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
+        check=True, capture_output=True, timeout=30,
+    )
+    os.chmod(path, 0o600)
+
+
+def _ssh_client_pids(ssh_config: str) -> list[int]:
+    """Live ``ssh ... -F ssh_config ...`` processes (the unique config path makes them ours)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or not _pid_alive(int(d)):
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"ssh" and ssh_config.encode() in argv:
+            out.append(int(d))
+    return sorted(out)
+
+
 # --------------------------------------------------------------------------- #
 # skip / fail logic
 # --------------------------------------------------------------------------- #
@@ -275,6 +314,26 @@ def require_netns() -> None:
     pytest.skip(reason)
 
 
+def sshd_unavailable_reason() -> str | None:
+    """None if fake ssh hosts can be built here (netns and OpenSSH), else why not."""
+    reason = netns_unavailable_reason()
+    if reason is None:
+        missing = [t for t in SSH_TOOLS if _tool(t) is None]
+        if missing:
+            reason = f"ssh hosts need {', '.join(missing)} (apt-get install openssh-server openssh-client)"
+    return reason
+
+
+def require_sshd() -> None:
+    """Like require_netns(), for MultiHost(ssh=True): also needs ssh, ssh-keygen and sshd."""
+    reason = sshd_unavailable_reason()
+    if reason is None:
+        return
+    if netns_required():
+        pytest.fail(f"DTF_REQUIRE_NETNS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 # --------------------------------------------------------------------------- #
 # MultiHost
 # --------------------------------------------------------------------------- #
@@ -287,6 +346,7 @@ class Host:
     hostdir: str  # the server's cwd (xdist rsyncs into <hostdir>/pyexecnetcache)
     ports: list[int]
     servers: dict[int, subprocess.Popen] = field(default_factory=dict)
+    sshd: subprocess.Popen | None = None  # with MultiHost(ssh=True): its sshd on port 22
 
     @property
     def rif(self) -> str:  # root-side veth end (on the bridge)
@@ -407,6 +467,7 @@ class MultiHost:
         state_root: str = STATE_ROOT,
         start_timeout: float = 20.0,
         keep_state: bool = False,
+        ssh: bool = False,
     ):
         if hosts is None:
             hosts = DEFAULT_HOSTS
@@ -432,6 +493,7 @@ class MultiHost:
         self.state_root = state_root
         self.start_timeout = start_timeout
         self.keep_state = keep_state
+        self.ssh = ssh
         self.prefix: str | None = None
         self.bridge: str | None = None
         self.network: ipaddress.IPv4Network | None = None
@@ -644,7 +706,8 @@ class MultiHost:
             atexit.register(self._atexit)
             # the bridge (and its address) is created under the lock, so a
             # concurrent session sees our subnet in `ip addr`
-            _ip("link", "add", self.bridge, "type", "bridge")
+            mac = ["address", "02:" + ":".join(secrets.token_hex(1) for _ in range(5))] if self.ssh else []
+            _ip("link", "add", self.bridge, *mac, "type", "bridge")
             _ip("addr", "add", f"{self.bridge_addr}/{net.prefixlen}", "dev", self.bridge)
             _ip("link", "set", self.bridge, "up")
         finally:
@@ -658,6 +721,9 @@ class MultiHost:
             _ip("-n", h.ns, "addr", "add", f"{h.addr}/{net.prefixlen}", "dev", h.nif)
             _ip("-n", h.ns, "link", "set", h.nif, "up")
             os.makedirs(h.hostdir, exist_ok=True)
+        if self.ssh:
+            self._static_neighbours()
+            self._write_ssh_files()
 
     def _write_owner(self) -> None:
         rec = {
@@ -721,6 +787,9 @@ class MultiHost:
                 p = self._spawn_server(h, port)
                 h.servers[port] = p
                 pending.append((h, port, p))
+            if self.ssh:
+                h.sshd = self._spawn_sshd(h)
+                pending.append((h, SSH_PORT, h.sshd))
         target = {h.ns: _ns_ident(os.path.join(NETNS_DIR, h.ns)) for h in hosts}
         deadline = time.monotonic() + self.start_timeout
         while pending:
@@ -728,12 +797,12 @@ class MultiHost:
             for h, port, p in pending:
                 if p.poll() is not None:
                     raise RuntimeError(
-                        f"socket server {h.ns} {h.addr}:{port} exited rc={p.returncode}:\n"
+                        f"server {h.ns} {h.addr}:{port} exited rc={p.returncode}:\n"
                         + self.server_logs()
                     )
                 if (
                     _ns_ident(f"/proc/{p.pid}/ns/net") == target[h.ns]
-                    and SERVER_MODULE in _cmdline(p.pid)
+                    and (SERVER_MODULE if port != SSH_PORT else "sshd") in _cmdline(p.pid)
                     and _listening(p.pid, port)
                 ):
                     continue
@@ -766,21 +835,145 @@ class MultiHost:
                 s.close()
             raise RuntimeError(f"something listens on {h.addr}:9 ?")
 
+    # ------------------------------------------------------------------ ssh
+    @property
+    def ssh_config(self) -> str:
+        """The client's ssh_config (``//ssh_config=``): aliases hostA, hostB, ... and our key."""
+        assert self.state_dir, "not up"
+        return os.path.join(self.state_dir, "ssh", "ssh_config")
+
+    def _static_neighbours(self) -> None:
+        # a fixed ARP entry: a host whose link goes down vanishes silently, as a
+        # remote host behind a router does (no early "No route to host")
+        for h in self.hosts.values():
+            out = _ip("-n", h.ns, "-o", "link", "show", h.nif).stdout
+            mac = out.split("link/ether", 1)[1].split()[0]
+            _ip("neigh", "replace", h.addr, "lladdr", mac, "nud", "permanent", "dev", self.bridge)
+
+    def _write_ssh_files(self) -> None:
+        """A client key, an ssh_config and known_hosts, and per host a host key and sshd_config."""
+        assert self.state_dir
+        d = os.path.join(self.state_dir, "ssh")
+        os.makedirs(d, exist_ok=True)
+        key = os.path.join(d, "id_ed25519")
+        _keygen(key, "dtf-multihost-client")
+        authorized = os.path.join(d, "authorized_keys")
+        shutil.copyfile(key + ".pub", authorized)
+        os.chmod(authorized, 0o600)
+        known, config = [], []
+        for h in self.hosts.values():
+            hostkey = os.path.join(h.hostdir, "ssh_host_ed25519_key")
+            _keygen(hostkey, f"host{h.name}")
+            with open(hostkey + ".pub") as f:
+                known.append(f"host{h.name},{h.addr} {' '.join(f.read().split()[:2])}")
+            config += [f"Host host{h.name}", f"    HostName {h.addr}", ""]
+            env = {
+                "DTF_HARDWARE": h.hardware,
+                "DTF_HOST": h.ns,
+                "DTF_HOST_NAME": h.name,
+                "PYTHONUNBUFFERED": "1",
+                **({"PYTHONPATH": os.pathsep.join(self.pythonpath)} if self.pythonpath else {}),
+                **self.extra_env,
+            }
+            with open(os.path.join(h.hostdir, "sshd_config"), "w") as f:
+                f.write("\n".join([
+                    f"Port {SSH_PORT}",
+                    f"ListenAddress {h.addr}",
+                    f"HostKey {hostkey}",
+                    f"PidFile {os.path.join(h.hostdir, 'sshd.pid')}",
+                    f"AuthorizedKeysFile {authorized}",
+                    "PermitRootLogin prohibit-password",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "UseDNS no",
+                    "PrintMotd no",
+                    "PrintLastLog no",
+                    "X11Forwarding no",
+                    "AllowTcpForwarding no",
+                    "MaxStartups 50:30:100",
+                    "SetEnv " + " ".join(f"{k}={v}" for k, v in env.items()),
+                    "LogLevel VERBOSE",
+                    "",
+                ]))
+        with open(os.path.join(d, "known_hosts"), "w") as f:
+            f.write("\n".join(known) + "\n")
+        # a user's plain config: no ConnectTimeout, no ServerAliveInterval (ssh's defaults)
+        config += [
+            "Host *",
+            "    User root",
+            f"    Port {SSH_PORT}",
+            f"    IdentityFile {key}",
+            "    IdentitiesOnly yes",
+            "    BatchMode yes",
+            "    StrictHostKeyChecking yes",
+            f"    UserKnownHostsFile {os.path.join(d, 'known_hosts')}",
+            "    GlobalKnownHostsFile /dev/null",
+            "    LogLevel ERROR",
+            "    ControlMaster no",
+            "",
+        ]
+        with open(self.ssh_config, "w") as f:
+            f.write("\n".join(config))
+
+    def _spawn_sshd(self, h: Host) -> subprocess.Popen:
+        if not os.path.isdir("/run/sshd"):  # sshd's privilege separation directory
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        with open(os.path.join(h.hostdir, "sshd.log"), "ab") as log:
+            return subprocess.Popen(
+                ["setsid", "ip", "netns", "exec", h.ns, _tool("sshd") or "/usr/sbin/sshd",
+                 "-D", "-e", "-f", os.path.join(h.hostdir, "sshd_config")],
+                cwd=h.hostdir,
+                env=_clean_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+            )
+
+    def ssh_specs(
+        self, hosts: Iterable[str] | str | None = None, python: str | None = None, extra: str = ""
+    ) -> list[str]:
+        """``--tx ssh=root@hostA//ssh_config=CFG//python=PY//chdir=DIR//id=hostA ...``
+        (needs ``MultiHost(ssh=True)``).  DIR is the host's own directory, as for
+        socket specs: pass ``--rsyncdir PROJ`` and the project path."""
+        assert self.ssh, "MultiHost(ssh=True) starts the sshds"
+        out = []
+        for h in self._hosts_sel(hosts):
+            spec = (
+                f"ssh=root@host{h.name}//ssh_config={self.ssh_config}//python={python or self.python}"
+                f"//chdir={os.path.join(h.hostdir, 'pyexecnetcache')}//id=host{h.name}"
+            )
+            if extra:
+                spec += "//" + extra.lstrip("/")
+            out += ["--tx", spec]
+        return out
+
+    def ssh_clients(self) -> list[str]:
+        """Live ssh client processes that use our ssh_config (on the controller's side):
+        ``"PID: cmdline"`` each.  After a pytest run there should be none."""
+        if not self.ssh or not self.state_dir:
+            return []
+        return [f"{pid}: {_cmdline(pid)[:160]}" for pid in _ssh_client_pids(self.ssh_config)]
+
     # ------------------------------------------------------------------ servers
     def _stop_servers(self, hosts: list[Host]) -> None:
         pids = []
         for h in hosts:
-            for p in h.servers.values():
+            for p in [*h.servers.values(), *([h.sshd] if h.sshd else [])]:
                 if p.poll() is None:
                     pids += _kill_pids([p.pid])
             # leftovers (popen//via workers, anything else in the namespace)
             pids += _kill_pids(pids_in_netns(h.ns))
         left = _wait_dead(pids, 5)
         for h in hosts:
-            for p in h.servers.values():
+            for p in [*h.servers.values(), *([h.sshd] if h.sshd else [])]:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)
             h.servers.clear()
+            h.sshd = None
         if left:
             raise RuntimeError(f"pids did not die: {left}")
         for h in hosts:
@@ -876,6 +1069,8 @@ class MultiHost:
             for p in h.servers.values()
             if _pid_alive(p.pid)
         ]
+        left += [f"sshd pid {h.sshd.pid}" for h in self.hosts.values() if h.sshd and _pid_alive(h.sshd.pid)]
+        left += [f"ssh client {c}" for c in self.ssh_clients()]
         if self.state_dir and os.path.exists(self.state_dir) and not self.keep_state:
             left.append(f"state dir {self.state_dir}")
         return left
@@ -894,6 +1089,11 @@ class MultiHost:
                 self._stop_servers(hosts)
             except Exception as e:  # noqa: BLE001 - keep tearing down
                 errors.append(str(e))
+            if self.ssh and self.state_dir:
+                # ssh clients a run left behind (to a host gone silent): ours by their -F path
+                clients = _ssh_client_pids(self.ssh_config)
+                _kill_pids(clients)
+                _wait_dead(clients, 5)
             errors += _teardown_recorded([h.ns for h in hosts], self.bridge)
             for t in self._threads:
                 t.join(timeout=5)
@@ -1242,6 +1442,8 @@ def multihost(request: pytest.FixtureRequest):
     marker = request.node.get_closest_marker("multihost")
     kwargs = dict(marker.kwargs) if marker else {}
     kwargs.update(getattr(request, "param", None) or {})
+    if kwargs.get("ssh"):
+        require_sshd()
     mh = MultiHost(**kwargs)
     with sigterm_as_interrupt():
         try:
