@@ -173,6 +173,7 @@ class DtfSession:
         self.controller = controller
         self.values = values
         self.words: OutcomeWords | None = None
+        self.collection_errors: dict[str, str] = {}  # nodeid -> message (each worker reports it)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -191,6 +192,13 @@ class DtfSession:
             self.words = OutcomeWords()
             self.config.pluginmanager.register(self.words, "dtf_outcome_words")
 
+    @pytest.hookimpl
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and report.nodeid not in self.collection_errors:
+            from .record import MAX_TRACEBACK, safe_str
+
+            self.collection_errors[report.nodeid] = safe_str(report.longrepr, MAX_TRACEBACK)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
         ledger = self.controller.ledger
@@ -202,9 +210,9 @@ class DtfSession:
         try:
             return (yield)
         finally:
-            self._write_reports()
+            self._write_reports(int(session.exitstatus))
 
-    def _write_reports(self) -> None:
+    def _write_reports(self, exitstatus: int) -> None:
         ledger = self.controller.ledger
         xmlpath = getattr(self.config.option, "xmlpath", None)
         path = self.values.get("report")
@@ -215,14 +223,14 @@ class DtfSession:
         if xmlpath and os.path.exists(xmlpath):
             report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
         if path:
-            data = report.build_report(ledger, self.controller.patterns(), run_info=self._run_info())
+            data = report.build_report(ledger, self.controller.patterns(), run_info=self._run_info(exitstatus))
             self.config.hook.pytest_dtf_report(report=data, config=self.config)
             target = Path(path)
             if not target.is_absolute():
                 target = Path(self.config.invocation_params.dir) / target
             report.write_atomic(str(target), data)
 
-    def _run_info(self) -> dict[str, Any]:
+    def _run_info(self, exitstatus: int) -> dict[str, Any]:
         from importlib.metadata import PackageNotFoundError, version
 
         def ver(dist: str) -> str | None:
@@ -236,6 +244,11 @@ class DtfSession:
             "pytest_version": pytest.__version__,
             "xdist_version": ver("pytest-xdist"),
             "args": [str(a) for a in self.config.invocation_params.args],
+            "exit_status": exitstatus,
+            "collection_errors": [
+                {"nodeid": nodeid, "message": message}
+                for nodeid, message in self.collection_errors.items()
+            ],
         }
 
     @pytest.hookimpl

@@ -43,6 +43,7 @@ def build_report(
         "lost_hosts": [
             {"host": host, "reason": reason} for host, reason in sorted(ledger.lost_hosts.items())
         ],
+        "collection_errors": _collection_errors(run_info),
     }
 
 
@@ -71,6 +72,7 @@ def summary_counts(ledger: Ledger, tests: list[dict[str, Any]] | None = None) ->
         # against --dtf-retry's budget (a crash re-run may not).
         "retries": sum(rec.retries for rec in ledger),
         "budget": ledger.retry_budget,
+        "budget_note": ledger.budget_note,
         "budget_used": ledger.retries_used,
         "breaker_cancelled": sum(len(t.get("tests") or ()) for t in ledger.breaker_trips),
     }
@@ -153,7 +155,23 @@ def _run_dict(ledger: Ledger, run_info: Mapping[str, Any], end: float) -> dict[s
         "duration": round(max(0.0, end - ledger.started), 3),
         "args": [str(a) for a in run_info.get("args") or ()],
         "workers": workers,
+        # pytest's exit status when the report was written (None: not given)
+        "exit_status": _exit_status(run_info.get("exit_status")),
+        "collection_errors": len(_collection_errors(run_info)),
     }
+
+
+def _exit_status(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _collection_errors(run_info: Mapping[str, Any]) -> list[dict[str, str]]:
+    """[{nodeid, message}] of the files or nodes that could not be collected."""
+    return [
+        {"nodeid": str(e.get("nodeid") or ""), "message": str(e.get("message") or "")}
+        for e in run_info.get("collection_errors") or ()
+        if isinstance(e, Mapping)
+    ]
 
 
 def iso_utc(epoch: float) -> str:
