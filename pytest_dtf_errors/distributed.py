@@ -14,9 +14,9 @@ import inspect
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
-import warnings
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -149,7 +149,9 @@ class XdistGlue:
         name = node_id(node)
         rec = self.controller.ledger.node(name)
         tr = self.config.pluginmanager.getplugin("terminalreporter")
-        if tr is not None and self.config.option.verbose >= 0:
+        # with -v, like xdist's own per-worker lines, or when hardware routing is asked for
+        matters = rec.gpus is not None or bool(self.host_tags)
+        if tr is not None and (self.config.option.verbose > 0 or matters):
             gpus = f", CUDA_VISIBLE_DEVICES={rec.gpus!r}" if rec.gpus is not None else ""
             tr.write_line(f"[{name}] dtf: host {rec.host}, hardware {','.join(rec.hardware)}{gpus}")
 
@@ -159,12 +161,14 @@ class XdistGlue:
         from xdist.workermanage import parse_tx_spec_config
 
         dist = config.getvalue("dist")
+        if not self.controller.settings.schedule:
+            return None  # not asked for retries or routing: xdist's own scheduler, unchanged
         if dist == "each":
-            warnings.warn(
-                "dtf: --dist each is left to xdist: every worker runs every test, "
-                "so failures are categorized but not retried",
-                stacklevel=1,
-            )
+            if self.controller.settings.retry:
+                self._say(
+                    "dtf: --dist each is left to xdist: every worker runs every test, "
+                    "so failures are categorized but not retried"
+                )
             return None
         if dist not in SUPPORTED_MODES:
             self._say(
@@ -315,6 +319,8 @@ class XdistGlue:
         node.workerinput[dtf_settings.WORKERINPUT_KEY] = self.controller.settings.for_workers()
         rec = self.controller.ledger.node(name)
         rec.host = _spec_host(node.gateway.spec)
+        if not self.controller.settings.schedule:
+            return  # xdist's own scheduler: no link, no heartbeats, nothing of xdist changed
         tags = ["cpu"]  # the worker sends what it detects (and its hooks add) at start-up
         try:
             channel = node.gateway.remote_exec(self._link_source())
@@ -555,7 +561,7 @@ class XdistGlue:
             self.interrupted = True
             raise
         except RuntimeError as exc:
-            if "no active workers" not in str(exc):
+            if self.sched is None or "no active workers" not in str(exc):
                 raise
             # every host is lost: the tests left get outcomes below, not an INTERNALERROR
             self._say(f"dtf: {exc}")

@@ -42,15 +42,20 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
         # the controller validated the settings and sends what a worker needs
-        if workerinput.get(dtf_settings.WORKERINPUT_KEY, {}).get("retry"):
+        sent = workerinput.get(dtf_settings.WORKERINPUT_KEY, {})
+        if sent.get("retry"):
             # The controller counts final failures for --maxfail; a worker would
             # count failures that are going to be retried and stop too early.
             config.option.maxfail = 0
         tags = _worker_tags(config)
+        # under xdist's own scheduler nobody routes: a test whose hardware this worker
+        # lacks is skipped (or failed) here, as in a run without xdist
+        missing = None if sent.get("schedule") else sent.get("missing", "skip")
         config.pluginmanager.register(
-            WorkerPlugin(config, str(workerinput.get("workerid", "?")), tags), "dtf_worker"
+            WorkerPlugin(config, str(workerinput.get("workerid", "?")), tags, missing), "dtf_worker"
         )
-        config.pluginmanager.register(FlushPlugin(), "dtf_flush")
+        if sent.get("schedule"):
+            config.pluginmanager.register(FlushPlugin(), "dtf_flush")
         _scale_timeouts(config)
         return
     settings, engine_config, values = dtf_settings.load_settings(config)
@@ -60,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .controller import Controller
     from .ledger import Ledger
 
+    settings.schedule = bool(settings.retry or values["gpus_per_worker"] or values["hardware"])
     settings.peer = _active_peer(config)
     settings.peer_installed = _installed_peer(config)
     def make_handler() -> Any:
@@ -148,7 +154,7 @@ def _installed_peer(config: pytest.Config) -> str | None:
 
 
 class OutcomeWords:
-    """The terminal's words and letters for dtf's outcomes: rerun, flaky, a worker crash."""
+    """The terminal's words and letters for dtf's outcomes: rerun, flaky, a lost worker's pass."""
 
     @pytest.hookimpl
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
@@ -160,8 +166,6 @@ class OutcomeWords:
                 return "", "", ""  # a lost worker's test that had passed: shown once already
         elif outcome == "rerun":
             return "rerun", "R", ("RERUN", {"yellow": True})
-        elif outcome == "failed" and report.when == "???":  # xdist's report of a worker crash
-            return "error", "E", "ERROR"
         return None
 
 

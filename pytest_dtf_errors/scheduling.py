@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import pytest
+
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
 
@@ -108,6 +110,7 @@ class DtfScheduling:
         self.refill_below = REFILL_BELOW  # top a worker up when it has fewer queued
         self.test_seconds: float | None = None  # moving average of a test's duration
         self._ordered: list[tuple[tuple[str, ...], deque[list[int]]]] | None = None
+        self.aborted = False  # the workers collected different tests
 
     # -- the protocol ------------------------------------------------------
     @property
@@ -122,6 +125,8 @@ class DtfScheduling:
 
     @property
     def tests_finished(self) -> bool:
+        if self.aborted:
+            return True  # different collections: nothing runs, as with xdist
         # xdist asks after every event: the cheap "no" comes first
         if self.collection is None or self.retries or not self.node2collection:
             return False
@@ -212,7 +217,7 @@ class DtfScheduling:
         return self.collection[crashed]
 
     def schedule(self) -> None:
-        if not self.collection_is_completed:
+        if not self.collection_is_completed or self.aborted:
             return
         if self.collection is None:
             self._start()
@@ -259,6 +264,9 @@ class DtfScheduling:
 
     def _start(self) -> None:
         first = next(iter(self.node2collection.values()))
+        if not self._same_collections(first):
+            self.aborted = True
+            return
         self.collection = first
         self.flush_index = len(first)
         self.index_of = {nodeid: i for i, nodeid in enumerate(first)}
@@ -268,8 +276,26 @@ class DtfScheduling:
             req = self.placement.requirement(nodeid)
             group = self.placement.group(nodeid) if self.mode == "loadgroup" else None
             units.setdefault((req, scope_key(nodeid, self.mode, group)), []).append(index)
-        for (req, _), unit in units.items():
+        ordered = list(units.items())
+        if self.mode != "load" and getattr(self.config.option, "loadscopereorder", True):
+            ordered.sort(key=lambda kv: -len(kv[1]))  # the largest scope first, as xdist does
+        for (req, _), unit in ordered:
             self._queue(req).append(unit)
+
+    def _same_collections(self, first: list[str]) -> bool:
+        """As xdist: workers that collected different tests end the run with a collection error."""
+        from xdist.report import report_collection_diff
+
+        nodes = list(self.node2collection.items())
+        same = True
+        for node, collection in nodes[1:]:
+            msg = report_collection_diff(first, collection, node_id(nodes[0][0]), node_id(node))
+            if msg:
+                same = False
+                self._say(msg)
+                report = pytest.CollectReport(node_id(node), "failed", longrepr=msg, result=[])
+                self.config.hook.pytest_collectreport(report=report)
+        return same
 
     def _queue(self, req: tuple[str, ...]) -> deque[list[int]]:
         q = self.queues.get(req)
@@ -430,6 +456,9 @@ class DtfScheduling:
         remaining = sum(len(q) for q in queues)
         live = max(1, len(self.node2pending) - len(self.quarantined))
         target = max(REFILL_BELOW + 1, min(self._chunk(), remaining // (2 * live)))
+        # a few slow tests are spread over all workers, as xdist's round robin does;
+        # two at least, so that a worker never waits on a lone last item
+        target = min(target, max(2, -(-remaining // live)))
         if self.retries:
             target = REFILL_BELOW + 1  # short queues: a retry soon due starts soon after
         # top up at half a chunk: the next batch arrives before the worker runs dry

@@ -34,7 +34,7 @@ class Settings:
     __slots__ = (
         "breaker_min_failed_retries", "breaker_min_tests", "budget", "fail_on_flaky",
         "heartbeat_timeout", "max_retries", "missing_hardware", "peer", "peer_installed",
-        "quarantine_threshold", "retry",
+        "quarantine_threshold", "retry", "schedule",
     )
 
     def __init__(
@@ -60,10 +60,13 @@ class Settings:
         self.heartbeat_timeout = heartbeat_timeout
         self.peer: str | None = None  # an active peer retry plugin that owns retries
         self.peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
+        # dtf's scheduler runs only when asked: retries, GPU pinning or per-worker hardware tags;
+        # otherwise xdist's own scheduler runs, unchanged
+        self.schedule = retry
 
     def for_workers(self) -> dict[str, Any]:
         """What a worker needs (plain data: it travels in xdist's workerinput)."""
-        return {"retry": self.retry}
+        return {"retry": self.retry, "schedule": self.schedule, "missing": self.missing_hardware}
 
 
 def _number(kind: type, minimum: float, maximum: float = math.inf) -> Callable[[object, str], Any]:
