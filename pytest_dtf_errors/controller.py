@@ -243,6 +243,8 @@ class Controller:
         elif outcome == "failed":
             if att.decision is None:
                 self._decide(att, report)
+            elif when == "teardown" and att.error is not None:
+                att.error["teardown_error"] = _teardown_error(att, report)  # the call failed too
             if att.decision is not None and att.decision.retry:
                 report.outcome = "rerun"  # type: ignore[assignment]
                 own = True
@@ -723,6 +725,13 @@ class Controller:
 def _policy_retries(policy: Any, category: ErrorCategory) -> bool:
     skip = getattr(policy, "categories_to_skip", None) or ()
     return category not in skip
+
+
+def _teardown_error(att: Attempt, report: pytest.TestReport) -> dict[str, Any]:
+    """The error record of a teardown that failed after the attempt had failed already."""
+    return report.__dict__.get("dtf_error") or records.from_longrepr(
+        records.safe_str(report.longrepr, records.MAX_TRACEBACK), phase="teardown", worker=att.node
+    )
 
 
 def _lost(report: pytest.TestReport) -> bool:

@@ -72,3 +72,89 @@ def test_a_clean_run_has_exit_status_0_and_no_collection_errors(pytester):
     data = _report(pytester)
     assert data["run"]["exit_status"] == 0
     assert data["run"]["collection_errors"] == 0 and data["collection_errors"] == []
+
+
+# -- a failure in call and an error in teardown ------------------------------------
+CALL_AND_TEARDOWN = """
+import pytest
+
+@pytest.fixture
+def bad_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+
+def test_both(bad_teardown):
+    assert False, "call boom"
+
+def test_teardown_only(bad_teardown):
+    pass
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("retry", [True, False], ids=["retry", "no-retry"])
+def test_call_failure_and_teardown_error_are_both_kept(pytester, mode, retry):
+    pytester.makepyprojecttoml("[tool.dtf]\n")
+    pytester.makepyfile(test_ct=CALL_AND_TEARDOWN)
+    args = [*MODES[mode], "--dtf-report", "r.json", "--junitxml", "j.xml"]
+    result = run(pytester, *args, *(["--dtf-retry"] if retry else []))
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["FAILED test_ct.py::test_both - AssertionError: call boom*"])
+    result.stdout.fnmatch_lines(["ERROR test_ct.py::test_both - RuntimeError: teardown boom*"])
+    data = _report(pytester)
+    both = next(t for t in data["tests"] if t["nodeid"].endswith("test_both"))
+    assert both["outcome"] == "failed"
+    [attempt] = both["attempts"]
+    assert attempt["phase"] == "call" and "call boom" in attempt["error"]["message"]
+    assert "teardown boom" in attempt["error"]["teardown_error"]["message"]
+    # JUnit, as pytest's junitxml writes it: the <failure> and, beside it, the <error>
+    cases = [c for c in _cases(pytester.path / "j.xml") if c.get("name") == "test_both"]
+    assert [[ch.tag for ch in c if ch.tag in ("failure", "error")] for c in cases] == [
+        ["failure"],
+        ["error"],
+    ]
+    assert "call boom" in cases[0].find("failure").get("message")
+    assert "teardown boom" in cases[1].find("error").get("message")
+    [only] = [c for c in _cases(pytester.path / "j.xml") if c.get("name") == "test_teardown_only"]
+    assert only.find("error") is not None and only.find("failure") is None
+
+
+# -- two nodeids, one JUnit name ------------------------------------------------------
+FLAKY_NET = """
+def test_one(dtf_attempt):
+    if dtf_attempt == 1:
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+"""
+BROKEN_NET = """
+def test_one():
+    raise ConnectionRefusedError("[Errno 111] Connection refused")
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_nodeids_with_one_junit_name_get_one_testcase_each(pytester, mode):
+    pytester.makepyprojecttoml(NETWORK_TOML)
+    (pytester.path / "a" / "b").mkdir(parents=True)
+    (pytester.path / "a.b").mkdir()
+    (pytester.path / "a" / "b" / "test_x.py").write_text(FLAKY_NET)
+    (pytester.path / "a.b" / "test_x.py").write_text(BROKEN_NET)
+    result = run(
+        pytester, *MODES[mode], "--import-mode=importlib", "--dtf-retry",
+        "--dtf-report", "r.json", "--junitxml", "j.xml",
+    )
+    assert result.ret == 1
+    data = _report(pytester)
+    by_id = {t["nodeid"]: t for t in data["tests"]}
+    assert by_id["a/b/test_x.py::test_one"]["outcome"] == "flaky"
+    assert by_id["a.b/test_x.py::test_one"]["outcome"] == "failed"
+    cases = [c for c in _cases(pytester.path / "j.xml") if c.get("name") == "test_one"]
+    assert len(cases) == 2 and {c.get("classname") for c in cases} == {"a.b.test_x"}
+    props = {
+        c.find("properties/property[@name='dtf_nodeid']").get("value"): c for c in cases
+    }
+    flaky, failed = props["a/b/test_x.py::test_one"], props["a.b/test_x.py::test_one"]
+    assert flaky.find("failure") is None and len(flaky.findall("flakyFailure")) == 1
+    assert failed.find("failure") is not None and len(failed.findall("rerunFailure")) == 2
+    # no attempt that failed is written as a testcase that passed
+    suite = ET.parse(pytester.path / "j.xml").getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "1", "0")

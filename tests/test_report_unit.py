@@ -707,3 +707,74 @@ def test_real_aggregator_patterns_make_a_valid_report_and_table() -> None:
     rows = [line.split() for line in table if line.startswith("P")]
     assert [(r[0], r[3]) for r in rows] == [(g.id, str(g.distinct_tests)) for g in groups]
     assert "e.g. t.py::test_" in "\n".join(table)
+
+
+def test_junit_rewrite_gives_tests_sharing_a_name_one_testcase_each(tmp_path: Path) -> None:
+    """a.b/t.py and a/b/t.py both map to classname a.b.t: written from the ledger, never passed."""
+    path = tmp_path / "junit.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+        '<testsuite name="pytest" errors="0" failures="1" skipped="0" tests="4">'
+        '<testcase classname="a.b.t" name="test_x" time="0.1"/>'
+        '<testcase classname="a.b.t" name="test_x" time="0.1"/>'
+        '<testcase classname="a.b.t" name="test_x" time="0.2"><failure message="m">E</failure>'
+        "</testcase>"
+        '<testcase classname="a.b.t" name="test_y" time="0.1"/>'
+        "</testsuite></testsuites>",
+        encoding="utf-8",
+    )
+    led = Ledger()
+    led.new_attempt("a/b/t.py::test_x", "gw0", outcome="failed", phase="call", error=REFUSED)
+    led.new_attempt("a/b/t.py::test_x", "gw1", outcome="passed")
+    led.finalize("a/b/t.py::test_x", "flaky")
+    led.new_attempt("a.b/t.py::test_x", "gw1", outcome="failed", phase="call", error=REFUSED)
+    led.finalize("a.b/t.py::test_x", "failed")
+    led.new_attempt("a/b/t.py::test_y", "gw0")
+    led.finalize("a/b/t.py::test_y", "passed")
+    junit.rewrite(path, led)
+
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["test_x", "test_x", "test_y"]
+    ids = [c.find("properties/property[@name='dtf_nodeid']") for c in cases[:2]]
+    assert [i.get("value") for i in ids if i is not None] == ["a/b/t.py::test_x", "a.b/t.py::test_x"]
+    flaky, failed = cases[:2]
+    assert flaky.find("failure") is None and flaky.find("flakyFailure") is not None
+    assert failed.find("failure").get("message") == REFUSED["message"]
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "0")
+
+
+def test_junit_rewrite_keeps_a_failed_calls_teardown_error_beside_it(tmp_path: Path) -> None:
+    """As pytest writes it: a <failure> testcase, then one with the teardown's <error>."""
+    path = tmp_path / "junit.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+        '<testsuite name="pytest" errors="1" failures="1" skipped="0" tests="2">'
+        '<testcase classname="t" name="test_x" time="0.1"><failure message="call boom">E</failure>'
+        "</testcase>"
+        '<testcase classname="t" name="test_x" time="0.0"><error message="failed on teardown with'
+        ' &quot;RuntimeError: td&quot;">E</error></testcase>'
+        "</testsuite></testsuites>",
+        encoding="utf-8",
+    )
+    led = Ledger()
+    teardown = {"type": "RuntimeError", "message": "td", "traceback": "E td"}
+    led.new_attempt(
+        "t.py::test_x", "gw0", outcome="failed", phase="call",
+        error={"type": "AssertionError", "message": "call boom", "teardown_error": teardown},
+    )
+    led.finalize("t.py::test_x", "failed")
+    once = path.read_bytes()
+    junit.rewrite(path, led)
+    cases = ET.parse(path).getroot().iter("testcase")
+    assert [[ch.tag for ch in c if ch.tag in ("failure", "error")] for c in cases] == [
+        ["failure"], ["error"]
+    ]
+    # written from the ledger when pytest's file lacks it
+    path.write_bytes(once.replace(b"failed on teardown", b"something else"))
+    junit.rewrite(path, led)
+    errors = [c.find("error") for c in ET.parse(path).getroot().iter("testcase")]
+    assert [e.get("message") for e in errors if e is not None] == [
+        'failed on teardown with "RuntimeError: td"'
+    ]

@@ -5,6 +5,9 @@ one per test and records the other attempts as Surefire does:
 <flakyFailure>/<flakyError> under a test that passed on a retry,
 <rerunFailure>/<rerunError> beside the <failure>/<error> of a test that
 failed after retries. Jenkins' Flaky Test Handler, Surefire and Gradle read it.
+One exception, pytest's own: a test whose last attempt failed in call and then
+errored in teardown keeps a second <testcase> with the teardown's <error>
+(the JUnit schema allows one result per testcase).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from typing import Any
 
 from ..ledger import Attempt, Ledger, TestRecord
 from .json_report import final_outcome, write_bytes_atomic
@@ -53,10 +57,14 @@ def testcase_key(nodeid: str, prefix: str | None = None) -> tuple[str, str]:
 def rewrite(path: str | os.PathLike[str], ledger: Ledger, *, prefix: str | None = None) -> None:
     """Rewrite pytest's JUnit file at path so that it tells the ledger's story.
 
-    Each ledger test keeps one <testcase>; tests with failed or repeated
+    Each ledger test keeps one <testcase> (and the teardown <error> of a
+    failed call beside it, as pytest writes it); tests with failed or repeated
     attempts get Surefire's interim children and dtf_category/dtf_attempts
-    properties; suite counts are recomputed. Testcases the ledger does not
-    know, and ledger tests without a testcase, are left as pytest wrote them.
+    properties; suite counts are recomputed. Tests whose nodeids map to the
+    same classname and name (``a.b/test_x.py`` and ``a/b/test_x.py``) get one
+    testcase each, written from the ledger, told apart by a dtf_nodeid
+    property. Testcases the ledger does not know, and ledger tests without a
+    testcase, are left as pytest wrote them.
     `prefix` is pytest's --junitprefix, if one was given. Written atomically.
     """
     tree = ET.parse(os.fspath(path))
@@ -76,18 +84,14 @@ def rewrite(path: str | os.PathLike[str], ledger: Ledger, *, prefix: str | None 
                 suite.remove(case)
                 continue
             key = (case.get("classname", ""), case.get("name", ""))
-            if len(by_key.get(key, ())) == 1:  # two nodeids, one name: leave as written
+            if key in by_key:
                 found.setdefault(key, []).append((suite, case))
 
     for key, entries in found.items():
-        rec = by_key[key][0]
-        keep = _choose(entries, final_outcome(rec)[0])
-        dropped = [case for _, case in entries if case is not keep]
-        for suite, case in entries:
-            if case is not keep:
-                suite.remove(case)
-        if rec.attempts and (rec.failed_attempts or len(rec.attempts) > 1):
-            _annotate(keep, rec, dropped)
+        if len(by_key[key]) == 1:
+            _merge(entries, by_key[key][0])
+        else:  # two nodeids, one name: which testcase is whose is unknown
+            _rebuild(entries, by_key[key], key)
 
     for suite in suites:
         _recount(suite)
@@ -97,21 +101,111 @@ def rewrite(path: str | os.PathLike[str], ledger: Ledger, *, prefix: str | None 
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def _choose(entries: list[tuple[ET.Element, ET.Element]], outcome: str) -> ET.Element:
-    """The testcase that matches the final outcome, the latest one first."""
-    cases = [case for _, case in entries]
+def _merge(entries: list[tuple[ET.Element, ET.Element]], rec: TestRecord) -> None:
+    """One test's testcases (one per attempt) become one, telling every attempt."""
+    outcome = final_outcome(rec)[0]
+    last = rec.failed_attempts[-1] if rec.failed_attempts else None
+    keep = _choose(entries, outcome, last)
+    teardown = _teardown_error(rec) if outcome in ("failed", "error") else None
+    companion = None
+    if teardown is not None:
+        companion = next(
+            (c for _, c in reversed(entries) if c is not keep and _is_teardown_case(c)), None
+        )
+    dropped = [case for _, case in entries if case is not keep and case is not companion]
+    for suite, case in entries:
+        if case is not keep and case is not companion:
+            suite.remove(case)
+    if rec.attempts and (rec.failed_attempts or len(rec.attempts) > 1):
+        _annotate(keep, rec, dropped)
+    if teardown is not None and companion is None:
+        suite = next(s for s, c in entries if c is keep)
+        suite.insert(list(suite).index(keep) + 1, _teardown_case(keep, teardown))
 
-    def matches(case: ET.Element) -> bool:
+
+def _rebuild(
+    entries: list[tuple[ET.Element, ET.Element]], recs: list[TestRecord], key: tuple[str, str]
+) -> None:
+    """Testcases for tests that share one (classname, name), written from the ledger."""
+    suite, first = entries[0]
+    at = list(suite).index(first)
+    for s, case in entries:
+        s.remove(case)
+    for rec in recs:
+        for case in _fresh_cases(rec, key):
+            suite.insert(at, case)
+            at += 1
+
+
+def _fresh_cases(rec: TestRecord, key: tuple[str, str]) -> list[ET.Element]:
+    outcome, reason = final_outcome(rec)
+    duration = rec.attempts[-1].duration if rec.attempts else 0.0
+    case = ET.Element(
+        "testcase", {"classname": key[0], "name": key[1], "time": f"{duration:.3f}"}
+    )
+    if outcome == "skipped":
+        reason = reason or "skipped"
+        ET.SubElement(case, "skipped", {"type": "pytest.skip", "message": xml_text(reason)})
+    _annotate(case, rec, [])
+    _set_properties(case, {"dtf_nodeid": rec.nodeid})
+    cases = [case]
+    teardown = _teardown_error(rec) if outcome in ("failed", "error") else None
+    if teardown is not None:
+        cases.append(_teardown_case(case, teardown))
+    return cases
+
+
+def _teardown_error(rec: TestRecord) -> dict[str, Any] | None:
+    """The teardown error of a last attempt that had failed in call already."""
+    last = rec.attempts[-1] if rec.attempts else None
+    if last is None or not last.failed or last.phase != "call" or not last.error:
+        return None
+    teardown = last.error.get("teardown_error")
+    return teardown if isinstance(teardown, dict) else None
+
+
+def _is_teardown_case(case: ET.Element) -> bool:
+    error = case.find("error")
+    return error is not None and str(error.get("message", "")).startswith("failed on teardown")
+
+
+def _teardown_case(case: ET.Element, error: dict[str, Any]) -> ET.Element:
+    """The second testcase pytest writes for a teardown error after a failed call."""
+    out = ET.Element("testcase", {k: v for k, v in case.attrib.items() if k != "time"})
+    out.set("time", "0.000")
+    reason = f"{error.get('type') or 'Error'}: {error.get('message') or ''}"
+    el = ET.SubElement(
+        out, "error", {"message": xml_text(_clip(f'failed on teardown with "{reason}"', MAX_MESSAGE))}
+    )
+    el.text = xml_text(_clip(str(error.get("traceback") or reason), MAX_TRACE))
+    return out
+
+
+def _choose(
+    entries: list[tuple[ET.Element, ET.Element]], outcome: str, last: Attempt | None = None
+) -> ET.Element:
+    """The testcase that matches the final outcome, the latest one first.
+
+    For a failed test, the one with the result of its last failed attempt
+    (a <failure> for a failed call, not the teardown <error> after it).
+    """
+    cases = [case for _, case in entries]
+    wanted = set(FINAL_TAGS)
+    if outcome in ("failed", "error") and last is not None:
+        wanted = {"failure" if _is_failure(last) else "error"}
+
+    def matches(case: ET.Element, final: set[str]) -> bool:
         tags = {child.tag for child in case}
         if outcome in ("failed", "error"):
-            return bool(tags & set(FINAL_TAGS))
+            return bool(tags & final)
         if outcome == "skipped":
             return "skipped" in tags
         return not tags & {*FINAL_TAGS, "skipped"}
 
-    for case in reversed(cases):
-        if matches(case):
-            return case
+    for final in (wanted, set(FINAL_TAGS)):
+        for case in reversed(cases):
+            if matches(case, final):
+                return case
     return cases[-1]
 
 
