@@ -75,3 +75,41 @@ def test_ok():
     tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in load_report(pytester.path / "r.json")["tests"]}
     assert tests["test_flaky"]["outcome"] == "flaky"
     assert tests["test_flaky"]["attempts"][0]["category"] == "network_connection_error"
+
+
+# passed the old backtracking check; Python's re takes 196 s on the first message below
+HANGS_IN_RE = r'''
+[tool.dtf.error_patterns]
+'^(1\d|\d1)+$' = "NETWORK_TIMEOUT"
+'''
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_a_user_regex_that_backtracks_in_re_cannot_hang_the_run(pytester, mode):
+    pytester.makepyprojecttoml(HANGS_IN_RE)
+    pytester.makepyfile(test_rx='''
+def test_no_match():
+    raise ValueError("1" * 60 + "!")
+
+def test_match():
+    raise ValueError("1" * 60)
+''')
+    result = run(pytester, *mode, "--dtf-report=r.json", timeout=90)
+    assert outcomes(result) == {"failed": 2}, result.stdout.str()
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in load_report(pytester.path / "r.json")["tests"]}
+    assert tests["test_no_match"]["attempts"][0]["category"] == "unknown"
+    assert tests["test_match"]["attempts"][0]["category"] == "network_timeout"
+    assert tests["test_match"]["attempts"][0]["rule"] == r"user-pattern:^(1\d|\d1)+$"
+
+
+@pytest.mark.parametrize("rx, why", [(r"(\w+) \1", "invalid escape sequence"),
+                                     (r"timeout(?! ok)", "invalid perl operator")])
+def test_a_user_regex_re2_cannot_take_is_a_usage_error_naming_the_key(pytester, rx, why):
+    pytester.makepyprojecttoml(f"[tool.dtf.error_patterns]\n'{rx}' = \"NETWORK_TIMEOUT\"\n")
+    pytester.makepyfile(test_ok="def test_ok(): pass")
+    result = run(pytester, "-p", "no:xdist")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"tool.dtf.error_patterns.{rx!r}" in err, err
+    assert "RE2 cannot take this regex" in err and why in err
+    assert "Traceback" not in err

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from .categories import ErrorCategory
 
 if TYPE_CHECKING:
-    from .config import DtfConfig
+    from .config import DtfConfig, UserRegex
 
 __all__ = [
     "BUILTIN_PATTERNS",
@@ -394,10 +394,14 @@ class ErrorClassifier:
     def __init__(self, config: DtfConfig | None = None) -> None:
         self.config = config
         user_types: dict[str, ErrorCategory] = {}
-        user_patterns: list[tuple[str, ErrorCategory, re.Pattern[str]]] = []
+        user_patterns: list[tuple[str, ErrorCategory, UserRegex]] = []
         if config is not None:
             user_types = {_strip_builtins(k): v for k, v in config.error_categories.items()}
-            user_patterns = [(rx, cat, re.compile(rx)) for rx, cat in config.error_patterns.items()]
+            if config.error_patterns:
+                from .config import check_regex  # RE2: linear time whatever the pattern
+
+                user_patterns = [(rx, cat, check_regex(rx))
+                                 for rx, cat in config.error_patterns.items()]
         self._user_types = user_types
         self._user_short = {_short(k): v for k, v in user_types.items() if "." not in k}
         self._user_patterns = user_patterns

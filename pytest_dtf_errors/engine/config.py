@@ -4,19 +4,17 @@ Every problem raises ``ConfigError(key, message)``; its ``str`` names the full
 key path, e.g. ``retry_policies.NETWORK_TIMEOUT.max_retries: must be a
 non-negative integer, got -1``. Errors from a file are prefixed by the file.
 
-User regexes are defended against catastrophic backtracking twice: at load
-time a static check (on Python's own parse of the regex) rejects nested
-quantifiers (``(a+)+``, ``(a*)*``, ``(\\w+\\s?)+``, ``(.*a){12}``) and
-alternatives that start alike under a quantifier (``(a|a)*``, ``(.|x)+``); at
-run time every pattern only ever sees the message cut to ``MAX_MESSAGE_CHARS``
-characters (4096), which bounds what a polynomial pattern the check lets
-through can cost.
+User regexes (``error_patterns``) are compiled with RE2 (google-re2), whose
+matching time is linear in the text, so no pattern can hang a run; a pattern
+RE2 cannot take (backreferences, lookaround, ...) is a ConfigError naming it.
+The message is cut to ``MAX_MESSAGE_CHARS`` characters (4096) before matching.
+The built-in patterns (``classify.BUILTIN_PATTERNS``) are ours, reviewed, and
+stay on ``re``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ __all__ = [
     "KNOWN_KEYS",
     "ConfigError",
     "DtfConfig",
+    "UserRegex",
     "check_regex",
     "load_config",
     "load_config_file",
@@ -58,89 +57,52 @@ class DtfConfig:
 
 # --------------------------------------------------------------------------- regex safety
 
-try:  # Python 3.11+
-    import re._parser as _sre_parse  # type: ignore[import-not-found]
-    from re._constants import MAXREPEAT as _MAXREPEAT  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
-    from sre_constants import MAXREPEAT as _MAXREPEAT  # type: ignore[no-redef]
 
-_REPEATS = {"MAX_REPEAT", "MIN_REPEAT"}
-_LARGE = 64  # a repeat bound above this counts as unbounded
-_NESTED = "a quantifier nested inside another quantifier"
+class UserRegex:
+    """A user pattern compiled by RE2: ``search`` runs in time linear in the text."""
 
+    __slots__ = ("_compiled", "pattern")
 
-def _first(branch: Any) -> Any:
-    return branch[0] if len(branch) else None
+    def __init__(self, pattern: str, compiled: Any) -> None:
+        self.pattern = pattern
+        self._compiled = compiled
 
-
-def _overlap(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None  # two empty alternatives: (a|a) parses as a(|)
-    if str(a[0]) == "ANY" or str(b[0]) == "ANY":
-        return True
-    return str(a[0]) == str(b[0]) and repr(a[1]) == repr(b[1])
+    def search(self, text: str) -> bool:
+        """True if the pattern matches anywhere in ``text`` (any str, lone surrogates too)."""
+        try:
+            return self._compiled.search(text) is not None
+        except UnicodeEncodeError:  # RE2 reads UTF-8; a lone surrogate is searched as its escape
+            return self._compiled.search(
+                text.encode("utf-8", "backslashreplace").decode("utf-8")) is not None
 
 
-def _walk(parsed: Any, outer: int) -> str | None:
-    """The first backtracking hazard in a parsed regex, or None.
+def check_regex(pattern: str) -> UserRegex:
+    """Compile a user regex with RE2; raise ValueError if RE2 cannot take it.
 
-    ``outer``: 0 outside any repeat, 1 inside a bounded repeat (max > 1), 2 inside an
-    unbounded one. Hazards: a repeat with max > 1 inside an unbounded repeat, an
-    unbounded repeat inside any repeat, and alternatives that start alike inside a repeat.
+    RE2 guarantees matching in linear time, so no pattern can hang a run; in
+    exchange it has no backreferences, lookaround, atomic groups or possessive
+    quantifiers, and ``\\w``, ``\\d``, ``\\b`` are ASCII-only.
     """
-    for op, av in parsed:
-        opname = getattr(op, "name", None) or str(op)
-        if opname in _REPEATS:
-            _lo, hi, sub = av
-            level = 2 if (hi == _MAXREPEAT or hi > _LARGE) else (1 if hi > 1 else 0)
-            if (outer == 2 and level >= 1) or (outer >= 1 and level == 2):
-                return _NESTED
-            found = _walk(sub, max(outer, level))
-            if found:
-                return found
-        elif opname == "SUBPATTERN":
-            found = _walk(av[-1], outer)
-            if found:
-                return found
-        elif opname == "BRANCH":
-            branches = av[1]
-            if outer:
-                firsts = [_first(b) for b in branches]
-                for i, a in enumerate(firsts):
-                    if any(_overlap(a, b) for b in firsts[i + 1:]):
-                        return "alternatives that start alike inside a quantifier"
-            for branch in branches:
-                found = _walk(branch, outer)
-                if found:
-                    return found
-        elif opname in ("ASSERT", "ASSERT_NOT"):
-            found = _walk(av[1], outer)
-            if found:
-                return found
-        # ATOMIC_GROUP and POSSESSIVE_REPEAT never backtrack: not descended into.
-    return None
-
-
-def check_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a user regex; raise ValueError if invalid or prone to catastrophic backtracking."""
     if len(pattern) > MAX_REGEX_CHARS:
         raise ValueError(f"regex longer than {MAX_REGEX_CHARS} characters")
+    import re2  # only a project with error_patterns pays its import
+
+    options = re2.Options()
+    options.log_errors = False  # the message goes into our ValueError, not to stderr
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regex: {exc}") from None
-    try:
-        problem = _walk(_sre_parse.parse(pattern), 0)
-    except Exception:  # noqa: BLE001 - parser internals moved: fall back to a textual check
-        problem = ("a quantifier nested inside another quantifier"
-                   if re.search(r"[+*}]\)*[+*{]|[+*]\)[+*{?]", pattern) else None)
-    if problem:
+        compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
         raise ValueError(
-            f"regex may backtrack catastrophically ({problem}); rewrite it without nested "
-            f"quantifiers, or use an atomic group (?>...) or a possessive quantifier"
-        )
-    return compiled
+            f"RE2 cannot take this regex ({reason}); user patterns run on RE2, which "
+            f"matches in linear time and has no backreferences, lookaround, atomic groups "
+            f"or possessive quantifiers"
+        ) from None
+    except UnicodeEncodeError:
+        raise ValueError("regex is not valid UTF-8 text (a lone surrogate)") from None
+    return UserRegex(pattern, compiled)
 
 
 # --------------------------------------------------------------------------- value checks
