@@ -13,7 +13,10 @@ cases. A worker is quarantined only on evidence that points at it:
   is too large for its share of first attempts (p below 0.05 divided by the
   number of workers compared: the worst worker is the one tested, so the 5%
   is shared among them, Bonferroni). First attempts only: xdist placed them,
-  while retries are placed away from the failing worker on purpose.
+  while retries are placed away from the failing worker on purpose. The share
+  is the worker's share of the first attempts run so far, or an equal share
+  of the workers if that is larger: a worker slowed by its own failures runs
+  fewer tests, which must not make its failures look rarer by chance.
 
 And never when it would leave fewer than half of the pool's workers.
 """
@@ -104,11 +107,11 @@ def judge(
     failed_all = sum(f for _, f in first_attempts.values())
     compared = sum(1 for r, _ in first_attempts.values() if r) or 1
     level = alpha / compared
-    share = run_here / run_all if run_all else 1.0
+    share = max(run_here / run_all if run_all else 1.0, 1.0 / compared)
     p = binomial_tail(failed_all, failed_here, share)
     test = (
-        f"{failed_here} of the run's {failed_all} failed first attempts were on {node}, which ran "
-        f"{share:.0%} of the first attempts: one-sided binomial p={p:.3g}"
+        f"{failed_here} of the run's {failed_all} failed first attempts were on {node}, whose share "
+        f"of first attempts is {share:.0%}: one-sided binomial p={p:.3g}"
     )
     if p < level:
         return Verdict(True, f"{head}; {test} < {level:.3g}: a failure rate significantly higher than the others'")

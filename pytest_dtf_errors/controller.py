@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 import pytest
 
+from . import breaker as evidence
 from . import record as records
 from .engine.categories import ErrorCategory
 from .ledger import Attempt, Decision, Ledger, slots_repr
@@ -142,17 +143,30 @@ class RetryPlan:
         self.avoid.add(self.node)
 
 
+DEFAULT_BUDGET_FLOOR = 100
+DEFAULT_BUDGET_TEXT = f"default: half the collected tests, at least {DEFAULT_BUDGET_FLOOR}"
+
+
 def default_budget(collected: int) -> int:
-    """Suite-wide retry cap when none is given: half the suite, at least 10."""
-    return max(10, math.ceil(collected * 0.5))
+    """Suite-wide retry cap when none is given: half the suite, at least 100.
+
+    A last resort against a storm of retries, not a rationing of them: the
+    breaker stops systemic patterns, and a small suite's flaky tests all get
+    their retries.
+    """
+    return max(DEFAULT_BUDGET_FLOOR, math.ceil(collected * 0.5))
 
 
 class _PatternStats:
     """What the breaker knows of one error pattern."""
 
-    __slots__ = ("failed_retries", "held", "outstanding", "recovered", "tests", "tripped")
+    __slots__ = (
+        "failed_retries", "held", "outstanding", "pattern", "reason", "recovered", "tests", "tripped",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, pattern: str | None) -> None:
+        self.pattern = pattern  # the engine's pattern id, as the reports name it
+        self.reason = ""  # the breaker's message, fixed when it trips: one text for every test
         self.tests: set[str] = set()
         self.failed_retries = 0
         self.recovered = 0
@@ -183,8 +197,8 @@ class Controller:
         self.locations: dict[str, tuple[str, int | None, str]] = {}
         self.requirements: dict[str, dict[str, Any]] = {}  # nodeid -> hardware marker info
         self.breaker: dict[str, _PatternStats] = {}  # pattern id -> what the breaker knows
-        # node -> {test that failed there and passed on another worker: its pattern}
-        self.suspects: dict[str, dict[str, str | None]] = {}
+        # node -> {test that failed there and passed on another worker: (pattern, category)}
+        self.suspects: dict[str, dict[str, tuple[str | None, str | None]]] = {}
         self.pattern_nodes: dict[str | None, set[str]] = {}  # pattern -> workers it failed on
         self.crashed_on: dict[str, list[str]] = {}  # nodeid -> workers it took down
         self.waiting: set[str] = set()  # retries promised, not started
@@ -205,11 +219,11 @@ class Controller:
     def collected(self, nodeids: list[str]) -> None:
         self.ledger.collected(nodeids)
         if self.ledger.retry_budget is None:
-            self.ledger.retry_budget = (
-                self.settings.budget
-                if self.settings.budget is not None
-                else default_budget(len(nodeids))
-            )
+            if self.settings.budget is not None:
+                self.ledger.retry_budget = self.settings.budget
+            else:
+                self.ledger.retry_budget = default_budget(len(nodeids))
+                self.ledger.budget_note = DEFAULT_BUDGET_TEXT
 
     def requirement(self, nodeid: str) -> tuple[str, ...]:
         info = self.requirements.get(nodeid)
@@ -224,7 +238,7 @@ class Controller:
         """
         # The hot path: three reports per test, nearly all of them passing.
         outcome = report.outcome
-        if outcome == "rerun" or report.__dict__.get("dtf_synthetic"):
+        if report.__dict__.get("dtf_synthetic"):
             return False
         nodeid = report.nodeid
         when = report.when
@@ -240,12 +254,12 @@ class Controller:
         if when == "???" and att.call_passed and _lost(report):
             self._lost_after_call(att, report)
             own = True
-        elif outcome == "failed":
+        elif outcome == "failed" or outcome == "rerun":  # "rerun": pytest-rerunfailures' failure
             if att.decision is None:
                 self._decide(att, report)
             elif when == "teardown" and att.error is not None:
                 att.error["teardown_error"] = _teardown_error(att, report)  # the call failed too
-            if att.decision is not None and att.decision.retry:
+            if outcome == "failed" and att.decision is not None and att.decision.retry:
                 report.outcome = "rerun"  # type: ignore[assignment]
                 own = True
         elif outcome == "skipped":
@@ -326,9 +340,15 @@ class Controller:
         error = getattr(report, "dtf_error", None) or records.from_longrepr(
             records.safe_str(report.longrepr, records.MAX_TRACEBACK), phase=phase, worker=att.node
         )
+        if phase == "crash" and att.call_passed:
+            # the test passed, then its worker died in the teardown: a teardown error,
+            # counted once (the terminal already counted the passed call)
+            phase = "teardown"
+            report.when = "teardown"  # type: ignore[assignment]  # the terminal says "ERROR at teardown"
+            self._uncount(nodeid, ("passed", "flaky"), keep=0)
         att.phase = phase
-        # a crash is an error, like a setup failure (the terminal says so too)
-        att.outcome = "failed" if phase == "call" else "error"
+        # a crash is a failure, as xdist reports it; a setup or teardown failure an error
+        att.outcome = "failed" if phase in ("call", "crash") else "error"
         att.error = error
         att.longrepr = records.safe_str(report.longrepr, records.MAX_TRACEBACK)
         hw = (error.get("hardware_context") or {}).get("hardware_type") or (
@@ -341,7 +361,7 @@ class Controller:
             "attempt_count": att.attempt,
             "test_id": nodeid,
             "timeout": self._timeout(),
-            "node_failures": len(self._node_only(att.node)),
+            "node_failures": len(self._node_scoped(att.node)),
         }
         result = self.handler.handle_error(
             nodeid, error, context, classification=self._hook_classification(error, context)
@@ -353,15 +373,15 @@ class Controller:
         self.pattern_nodes.setdefault(att.pattern, set()).add(att.node)
         recovery = result.get("recovery_action") or {}
         att.actions = list(recovery.get("actions") or [])
-        if phase == "crash":
+        if error.get("phase") == "crash":
             self.crashed_on.setdefault(nodeid, []).append(att.node)
             self.ledger.node(att.node).crashes += 1
-        stats = self._pattern(att.pattern, nodeid)
+        stats = self._pattern(self._breaker_key(nodeid, att), att.pattern, nodeid)
         if att.attempt > 1:
             stats.failed_retries += 1
             self._retry_resolved(nodeid)
         # before deciding: the failure that trips the breaker is itself not retried
-        self._check_breaker(att.pattern, stats)
+        self._check_breaker(self._breaker_key(nodeid, att), stats)
         if getattr(report, "dtf_peer_marked", False) and self.settings.peer_installed:
             decision = Decision(False, reason=f"marked flaky: left to {self.settings.peer_installed}")
         else:
@@ -441,10 +461,23 @@ class Controller:
         except (TypeError, ValueError):
             return None
 
-    def _pattern(self, pattern: str | None, nodeid: str) -> _PatternStats:
-        stats = self.breaker.setdefault(pattern or "?", _PatternStats())
+    def _pattern(self, key: str, pattern: str | None, nodeid: str) -> _PatternStats:
+        stats = self.breaker.get(key)
+        if stats is None:
+            stats = self.breaker[key] = _PatternStats(pattern)
         stats.tests.add(nodeid)
         return stats
+
+    @staticmethod
+    def _breaker_key(nodeid: str, att: Attempt) -> str:
+        """The breaker's pattern of a failed attempt: the engine's pattern, except for a
+        worker crash, which is its own per test and exit code or signal: crashes of
+        different tests, or different crashes, are not one systemic pattern."""
+        error = att.error or {}
+        if error.get("phase") != "crash":
+            return att.pattern or "?"
+        how = error.get("signal") or error.get("exitcode")
+        return f"{att.pattern or '?'}|{nodeid}|{how}"
 
     def _retry_decision(
         self, nodeid: str, att: Attempt, result: dict[str, Any], phase: str, stats: _PatternStats
@@ -456,7 +489,15 @@ class Controller:
         if s.peer:
             return Decision(False, reason=f"left to {s.peer}, which retries this run")
         if phase == "teardown":
+            if att.call_passed and (att.error or {}).get("phase") == "crash":
+                return Decision(
+                    False,
+                    reason=f"the test passed, then worker {att.node} died in its teardown: "
+                    "teardown failures are not retried (the test body ran)",
+                )
             return Decision(False, reason="teardown failures are not retried: the test body ran")
+        if stats.tripped:  # the breaker's verdict explains every test of its pattern alike
+            return Decision(False, reason=self._breaker_reason(att.pattern, stats))
         if not result.get("retry"):
             policy = self.handler.policy_for(result["category"])
             if policy.max_retries == 0 or not _policy_retries(policy, result["category"]):
@@ -465,8 +506,6 @@ class Controller:
             return Decision(False, reason=f"{category}: {used} of {policy.max_retries} retries used")
         if s.max_retries is not None and att.attempt > s.max_retries:
             return Decision(False, reason=f"--dtf-max-retries {s.max_retries} reached")
-        if stats.tripped:
-            return Decision(False, reason=self._breaker_reason(att.pattern, stats))
         budget = self.ledger.retry_budget
         if budget is not None and self.ledger.retries_used >= budget:
             return Decision(False, reason=f"retry budget of {budget} used up")
@@ -539,41 +578,86 @@ class Controller:
                 self._quarantine(str(action["node"]), str(action.get("reason") or "engine"))
 
     def _quarantine(self, node: str, reason: str) -> None:
+        """Quarantine ``node``, unless that leaves fewer than half of the workers."""
         rec = self.ledger.node(node)
-        if rec.quarantined or self.dispatcher is None or not self.dispatcher.other_workers(node):
+        if rec.quarantined or self.dispatcher is None:
+            return
+        remaining = self.dispatcher.other_workers(node)
+        if not remaining:
+            return  # nowhere to move its work (one process, or the last worker)
+        pool = remaining + 1 + sum(1 for n in self.ledger.nodes.values() if n.quarantined and n.id != node)
+        if not evidence.leaves_half(remaining, pool):
+            rec.quarantine_declined = (
+                f"{reason}; quarantining it would leave {remaining} of {pool} workers, fewer than half"
+            )
             return
         rec.quarantined = True
         rec.quarantine_reason = reason
+        rec.quarantine_declined = None
         self.dispatcher.quarantine(node)
 
     def _recovered(self, nodeid: str, att: Attempt) -> None:
         """A flaky test: its pattern is not systemic; its failing node may be."""
         failed = [a for a in self.ledger.test(nodeid).attempts if a.failed]
         for a in failed:
-            if a.pattern in self.breaker:
-                self.breaker[a.pattern].recovered += 1
+            stats = self.breaker.get(self._breaker_key(nodeid, a))
+            if stats is not None:
+                stats.recovered += 1
         failed_nodes = {a.node for a in failed}
         if att.node not in failed_nodes:
             for a in failed:
-                self.suspects.setdefault(a.node, {})[nodeid] = a.pattern
+                self.suspects.setdefault(a.node, {})[nodeid] = (a.pattern, a.category)
             for node in failed_nodes:
-                tests = self._node_only(node)
-                if len(tests) >= self.settings.quarantine_threshold:
-                    self._quarantine(
-                        node,
-                        f"{len(tests)} different tests failed only on {node}, with errors "
-                        "no other worker had, and passed on other workers",
-                    )
+                self._weigh_quarantine(node)
 
-    def _node_only(self, node: str) -> list[str]:
-        """Tests that failed on ``node`` and passed elsewhere, with an error pattern
-        seen on no other worker: evidence against the worker, not the tests.
-        (Errors that strike every worker alike, a flaky server say, are not.)"""
-        return [
-            nodeid
-            for nodeid, pattern in self.suspects.get(node, {}).items()
-            if self.pattern_nodes.get(pattern, set()) <= {node}
-        ]
+    def _weigh_quarantine(self, node: str) -> None:
+        """Quarantine ``node`` on evidence that points at it (breaker.judge), or say why not."""
+        rec = self.ledger.node(node)
+        if rec.quarantined:
+            return
+        threshold = self.settings.quarantine_threshold
+        only = self._node_only(node)
+        verdict = evidence.judge(
+            node,
+            node_scoped_tests=self._node_scoped(node),
+            only_here=only,
+            first_attempts=self._first_attempts() if len(only) >= threshold else {},
+            threshold=threshold,
+        )
+        if verdict.quarantine:
+            self._quarantine(node, verdict.reason)
+        elif verdict.reason:
+            rec.quarantine_declined = verdict.reason
+
+    def _node_scoped(self, node: str) -> dict[str, str | None]:
+        """Tests that failed on ``node`` with a node-scoped category (resource, hardware,
+        worker, system) and passed elsewhere: evidence against the worker."""
+        return {
+            nodeid: category
+            for nodeid, (_, category) in self.suspects.get(node, {}).items()
+            if evidence.node_scoped(category)
+        }
+
+    def _node_only(self, node: str) -> dict[str, str | None]:
+        """Tests that failed on ``node`` and passed elsewhere, with an error pattern seen
+        on no other worker and a category that is not node-scoped: evidence against the
+        worker only if its failure rate is significantly higher (breaker.judge).
+        (Errors that strike every worker alike, a flaky server say, are none.)"""
+        return {
+            nodeid: category
+            for nodeid, (pattern, category) in self.suspects.get(node, {}).items()
+            if not evidence.node_scoped(category) and self.pattern_nodes.get(pattern, set()) <= {node}
+        }
+
+    def _first_attempts(self) -> dict[str, tuple[int, int]]:
+        """worker -> (first attempts it ran, how many failed): xdist placed them, not dtf."""
+        out: dict[str, tuple[int, int]] = {}
+        for rec in self.ledger:
+            if rec.attempts:
+                first = rec.attempts[0]
+                ran, failed = out.get(first.node, (0, 0))
+                out[first.node] = (ran + 1, failed + first.failed)
+        return out
 
     # -- the pattern breaker --------------------------------------------------
     # A pattern seen in several tests is probed like a half-open circuit
@@ -599,19 +683,23 @@ class Controller:
         attempts = self.ledger.test(nodeid).attempts
         if len(attempts) < 2:
             return
-        stats = self.breaker.get(attempts[-2].pattern or "?")
+        stats = self.breaker.get(self._breaker_key(nodeid, attempts[-2]))
         if stats is not None:
             stats.outstanding = max(0, stats.outstanding - 1)
             self._release(stats)
 
     def _breaker_reason(self, pattern: str | None, stats: _PatternStats) -> str:
+        """The breaker's message for a pattern: the numbers of the moment it tripped."""
+        if stats.reason:
+            return stats.reason
         return (
             f"pattern {pattern} is systemic: it failed in {len(stats.tests)} tests and "
             f"{stats.failed_retries} retries did not help, so the breaker stopped its retries"
         )
 
-    def _check_breaker(self, pattern: str | None, stats: _PatternStats) -> None:
+    def _check_breaker(self, key: str, stats: _PatternStats) -> None:
         s = self.settings
+        pattern = stats.pattern
         if (
             stats.tripped
             or pattern is None
@@ -621,7 +709,7 @@ class Controller:
         ):
             return
         stats.tripped = True
-        reason = self._breaker_reason(pattern, stats)
+        reason = stats.reason = self._breaker_reason(pattern, stats)
         cancelled = []
         assert self.dispatcher is not None
         for request in stats.held:  # never sent: they wait for the probes' verdict
@@ -632,7 +720,7 @@ class Controller:
             if (
                 nodeid in self.waiting
                 and attempts
-                and attempts[-1].pattern == pattern
+                and self._breaker_key(nodeid, attempts[-1]) == key
                 and self.dispatcher.cancel(nodeid)
             ):
                 cancelled.append(self._cancel(nodeid, reason))
@@ -645,13 +733,14 @@ class Controller:
             attempts[-1].decision.dispatched = time.time()
 
     def _cancel(self, nodeid: str, reason: str) -> str:
-        """A promised retry will not run: the test fails now, saying why."""
+        """A promised retry will not run: the test fails now (a setup error stays an
+        error), saying why."""
         last = self.ledger.test(nodeid).attempts[-1]
         self.waiting.discard(nodeid)
-        self.ledger.retries_used -= 1
+        outcome = "failed" if last.outcome == "failed" else "error"
+        self.fail_final(nodeid, outcome, f"retry cancelled: {reason}", last)
         if last.decision is not None:
             last.decision.reason += f"; cancelled: {reason}"
-        self.fail_final(nodeid, "failed", f"retry cancelled: {reason}", last)
         return nodeid
 
     # -- final outcomes the controller makes up itself --------------------------
@@ -674,9 +763,38 @@ class Controller:
         crashed = self.crashed_on.get(nodeid)
         if crashed:
             text += f"\nit took down {len(crashed)} worker(s): {', '.join(crashed)}"
+        if last is not None:
+            rec = self.ledger.test(nodeid)
+            if last.decision is not None and last.decision.retry and rec.attempts[-1] is last:
+                # its retry was promised and never ran: no retry used, no "rerun" counted
+                last.decision.retry = False
+                self.ledger.retries_used -= 1
+                self._uncount(nodeid, ("rerun",), keep=len(rec.attempts) - 1)
+            if last.call_passed and outcome != "passed":
+                self._uncount(nodeid, ("passed", "flaky"), keep=0)  # counted once: as its final
         self.ledger.finalize(nodeid, outcome, reason)
         self.emit(nodeid, "skipped" if outcome == "skipped" else "failed", text,
                   when="call" if outcome in ("failed", "skipped") else "setup")
+
+    def _uncount(self, nodeid: str, categories: tuple[str, ...], keep: int) -> None:
+        """Take back from the terminal's counts the reports of ``nodeid`` in ``categories``
+        beyond its first ``keep``: the final line counts what the reports count."""
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        stats = getattr(tr, "stats", None)
+        if not isinstance(stats, dict):
+            return
+        for category in categories:
+            reports = stats.get(category)
+            if not reports:
+                continue
+            mine = [r for r in reports if getattr(r, "nodeid", None) == nodeid]
+            if category != "rerun":
+                mine = [r for r in mine if getattr(r, "when", None) == "call"]
+            drop = {id(r) for r in mine[keep:]}
+            if drop:
+                reports[:] = [r for r in reports if id(r) not in drop]
+                if not reports:
+                    del stats[category]
 
     def emit(self, nodeid: str, outcome: str, text: str, when: str = "call") -> None:
         """Log a report the controller made up (not run, cancelled, skipped)."""
@@ -701,7 +819,14 @@ class Controller:
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
     def finish_unfinished(self, reason: str, outcome: str = "error") -> None:
-        """Every collected test ends with exactly one outcome, even those never run."""
+        """Every collected test ends with exactly one outcome, even those never run.
+
+        Not asked for retries or routing, the run is pytest's and xdist's own: the
+        ledger (and so the JSON report) records why, the terminal gets no report of ours.
+        """
+        if not self.settings.schedule:
+            self._record_unfinished(reason, outcome)
+            return
         for running in self.open.values():
             for att in running.values():
                 # still running when the session ended: it was interrupted, not passed
@@ -720,6 +845,17 @@ class Controller:
             else:
                 self.fail_final(nodeid, outcome, f"not run: {reason}")
         self.waiting.clear()
+
+
+    def _record_unfinished(self, reason: str, outcome: str) -> None:
+        for running in self.open.values():
+            for nodeid, att in running.items():
+                att.outcome, att.phase = "error", att.phase or "interrupted"
+                att.finished = time.time()
+                self.ledger.finalize(nodeid, "error", f"interrupted: {reason}")
+        self.open.clear()
+        for nodeid in self.ledger.unfinished():
+            self.ledger.finalize(nodeid, outcome, f"not run: {reason}")
 
 
 def _policy_retries(policy: Any, category: ErrorCategory) -> bool:

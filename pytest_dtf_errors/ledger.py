@@ -167,8 +167,8 @@ class NodeRecord:
     """A worker as the controller saw it."""
 
     __slots__ = (
-        "crashes", "gpus", "hardware", "host", "id", "lost", "lost_reason", "quarantine_reason",
-        "quarantined",
+        "crashes", "gpus", "hardware", "host", "id", "lost", "lost_reason", "quarantine_declined",
+        "quarantine_reason", "quarantined",
     )
 
     def __init__(self, id: str) -> None:
@@ -179,6 +179,8 @@ class NodeRecord:
         self.crashes = 0
         self.quarantined = False
         self.quarantine_reason: str | None = None
+        # the evidence would have quarantined it (or nearly): why it was not
+        self.quarantine_declined: str | None = None
         self.lost = False
         self.lost_reason: str | None = None
 
@@ -193,6 +195,7 @@ class NodeRecord:
             "crashes": self.crashes,
             "quarantined": self.quarantined,
             "quarantine_reason": self.quarantine_reason,
+            "quarantine_declined": self.quarantine_declined,
             "lost": self.lost,
             "lost_reason": self.lost_reason,
         }
@@ -206,6 +209,7 @@ class Ledger:
         self.tests: dict[str, TestRecord] = {}
         self.nodes: dict[str, NodeRecord] = {}
         self.retry_budget = retry_budget
+        self.budget_note: str | None = None  # how the budget was chosen, when it was not given
         self.retries_used = 0
         # {"pattern": id, "reason": str, "tests": [nodeid, ...]} per breaker trip
         self.breaker_trips: list[dict[str, Any]] = []
@@ -272,7 +276,7 @@ class Ledger:
         """Nothing failed, nothing was retried, no worker or host was in trouble."""
         if self.retries_used or self.breaker_trips or self.unavailable or self.lost_hosts:
             return False
-        if any(n.quarantined or n.lost for n in self.nodes.values()):
+        if any(n.quarantined or n.quarantine_declined or n.lost for n in self.nodes.values()):
             return False
         for rec in self.tests.values():  # a plain loop: no generator per test
             if rec.final in ("failed", "error", "flaky"):

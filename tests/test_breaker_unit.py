@@ -100,6 +100,17 @@ def test_the_share_of_first_attempts_matters():
     assert "p=0.633" in verdict.reason
 
 
+def test_a_worker_slowed_by_its_failures_gets_at_least_an_equal_share():
+    # gw0 ran only 4 first attempts so far (all failed), gw1 12: the share
+    # tested is 1/2, not 1/4: P(X >= 4 | X ~ Bin(4, 0.5)) = 0.0625
+    verdict = judge(
+        "gw0", node_scoped_tests={}, only_here=timeouts(4),
+        first_attempts={"gw0": (4, 4), "gw1": (12, 0)}, threshold=3,
+    )
+    assert not verdict.quarantine
+    assert "whose share of first attempts is 50%: one-sided binomial p=0.0625" in verdict.reason
+
+
 def test_node_scoped_failures_quarantine_without_a_rate_test():
     scoped = {f"t.py::test_{i}": "resource_exhausted" for i in range(3)}
     verdict = judge("gw1", node_scoped_tests=scoped, only_here={}, first_attempts={}, threshold=3)

@@ -133,6 +133,8 @@ def retry_lines(report: Mapping[str, Any], full: bool) -> list[str]:
     used, budget, retries = s.get("budget_used", 0), s.get("budget"), s.get("retries", 0)
     if used or retries:
         of = f" of budget {budget}" if budget is not None else ""
+        if budget is not None and s.get("budget_note"):
+            of += f" ({s['budget_note']})"
         extra = f" ({retries} re-runs in all)" if retries != used else ""
         lines.append(f"retries: {used} used{of}{extra}")
     for trip in report.get("breaker") or ():
@@ -162,6 +164,9 @@ def infrastructure_lines(report: Mapping[str, Any]) -> list[str]:
             )
             parts.append(f"{n.get('id')} ({detail})" if detail else str(n.get("id")))
         lines.append("quarantined workers: " + ", ".join(parts))
+    declined = [n for n in report.get("nodes") or () if n.get("quarantine_declined")]
+    for n in declined:
+        lines.append(f"not quarantined: {n.get('id')} ({n['quarantine_declined']})")
     unavailable = report.get("unavailable") or []
     if unavailable:
         pairs = ", ".join(f"{u.get('node')}: {u.get('hardware')}" for u in unavailable)
