@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import MODES, load_report, run
+from conftest import MODES, load_report, outcomes, run
 
 from pytest_dtf_errors.report import validate
 
@@ -158,3 +158,44 @@ def test_two_nodeids_with_one_junit_name_get_one_testcase_each(pytester, mode):
     # no attempt that failed is written as a testcase that passed
     suite = ET.parse(pytester.path / "j.xml").getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "1", "0")
+
+
+# -- pytest-rerunfailures' reruns -------------------------------------------------------
+RERUN_SUITE = """
+import os
+
+def test_once(tmp_path_factory):
+    marker = os.path.join(os.path.dirname(__file__), "once.marker")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+def test_always():
+    raise ConnectionRefusedError("[Errno 111] Connection refused")
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rerunfailures_reruns_are_failed_attempts_and_a_fail_once_test_is_flaky(pytester, mode):
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyprojecttoml("[tool.dtf]\n")
+    pytester.makepyfile(test_rr=RERUN_SUITE)
+    result = run(
+        pytester, *MODES[mode], "--reruns", "2", "--dtf-report", "r.json", "--junitxml", "j.xml"
+    )
+    assert result.ret == 1
+    data = _report(pytester)
+    tests = {t["nodeid"].rsplit("::", 1)[1]: t for t in data["tests"]}
+    once, always = tests["test_once"], tests["test_always"]
+    assert once["outcome"] == "flaky"
+    assert [a["outcome"] for a in once["attempts"]] == ["failed", "passed"]
+    assert once["attempts"][0]["category"] == "network_connection_error"
+    assert always["outcome"] == "failed"
+    assert [a["outcome"] for a in always["attempts"]] == ["failed"] * 3
+    assert {a["category"] for a in always["attempts"]} == {"network_connection_error"}
+    assert data["summary"]["retries"] == outcomes(result)["rerun"] == 3
+    cases = {c.get("name"): c for c in _cases(pytester.path / "j.xml")}
+    assert len(_cases(pytester.path / "j.xml")) == 2
+    assert cases["test_once"].find("failure") is None
+    assert len(cases["test_once"].findall("flakyFailure")) == 1
+    assert len(cases["test_always"].findall("rerunFailure")) == 2
