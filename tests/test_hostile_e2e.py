@@ -113,3 +113,33 @@ def test_a_user_regex_re2_cannot_take_is_a_usage_error_naming_the_key(pytester, 
     assert f"tool.dtf.error_patterns.{rx!r}" in err, err
     assert "RE2 cannot take this regex" in err and why in err
     assert "Traceback" not in err
+
+
+OUT_OF_BOUNDS = [
+    (("[tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR]\n"
+      "retry_delay_seconds = 1e308\nmax_retry_delay_seconds = 1e308\n"), [],
+     "tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR.retry_delay_seconds"),
+    ("[tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR]\nmax_retry_delay_seconds = 1e308\n", [],
+     "tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR.max_retry_delay_seconds"),
+    ("[tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR]\nretry_backoff_factor = 1e308\n", [],
+     "tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR.retry_backoff_factor"),
+    ("[tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR]\nmax_retries = 100000000\n", [],
+     "tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR.max_retries"),
+    ("[tool.dtf]\nheartbeat_timeout = 1e308\n", [], "tool.dtf.heartbeat_timeout"),
+    ("[tool.dtf]\nsimilarity_threshold = 1e308\n", [], "tool.dtf.similarity_threshold"),
+    ("", ["-o", "dtf_heartbeat_timeout=1e308"], "dtf_heartbeat_timeout"),
+    ("", ["--dtf-retry-budget=1e308"], "--dtf-retry-budget"),
+    ("", ["--dtf-max-retries=" + "9" * 5000], "--dtf-max-retries"),
+]
+
+
+@pytest.mark.parametrize("toml, args, key", OUT_OF_BOUNDS, ids=[c[2] for c in OUT_OF_BOUNDS])
+def test_a_number_out_of_bounds_is_a_usage_error_naming_the_key(pytester, toml, args, key):
+    if toml:
+        pytester.makepyprojecttoml(toml)
+    pytester.makepyfile(test_n="def test_refused():\n    raise ConnectionRefusedError('no')\n")
+    result = run(pytester, "-p", "no:xdist", "--dtf-retry", *args, timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    err = result.stderr.str()
+    assert "pytest-dtf-errors: " in err and f" {key}: must be" in err, err
+    assert "Traceback" not in err

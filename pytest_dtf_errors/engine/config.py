@@ -1,8 +1,8 @@
 """DtfConfig: one validated configuration from a dict, ``[tool.dtf]`` or a TOML file.
 
 Every problem raises ``ConfigError(key, message)``; its ``str`` names the full
-key path, e.g. ``retry_policies.NETWORK_TIMEOUT.max_retries: must be a
-non-negative integer, got -1``. Errors from a file are prefixed by the file.
+key path, e.g. ``retry_policies.NETWORK_TIMEOUT.max_retries: must be an
+integer from 0 to 1000, got -1``. Errors from a file are prefixed by the file.
 
 User regexes (``error_patterns``) are compiled with RE2 (google-re2), whose
 matching time is linear in the text, so no pattern can hang a run; a pattern
@@ -22,7 +22,7 @@ from typing import Any
 
 from .categories import ErrorCategory
 from .errors import ConfigError
-from .retry import POLICY_FIELDS
+from .retry import POLICY_BOUNDS, POLICY_FIELDS, check_policy_field
 
 __all__ = [
     "KNOWN_KEYS",
@@ -141,14 +141,11 @@ def _policy(value: Any, key: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, v in _table(value, key).items():
         k = f"{key}.{name}"
-        if name == "max_retries":
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(k, f"must be a non-negative integer, got {v!r}")
-            out[name] = v
-        elif name == "retry_jitter":
-            out[name] = _number(v, k, lo=0.0, hi=1.0)
-        elif name in ("retry_delay_seconds", "retry_backoff_factor", "max_retry_delay_seconds"):
-            out[name] = _number(v, k)
+        if name in POLICY_BOUNDS:
+            try:
+                out[name] = check_policy_field(name, v)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(k, str(exc)) from None
         elif name in ("categories_to_retry", "categories_to_skip"):
             if not isinstance(v, (list, tuple)):
                 raise ConfigError(k, f"must be a list of category names, got {type(v).__name__}")

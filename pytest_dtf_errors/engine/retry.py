@@ -10,7 +10,39 @@ from typing import Any
 
 from .categories import ErrorCategory
 
-__all__ = ["DEFAULT_POLICY_TABLE", "POLICY_FIELDS", "RetryPolicy", "default_policies"]
+__all__ = ["DEFAULT_POLICY_TABLE", "POLICY_BOUNDS", "POLICY_FIELDS", "RetryPolicy",
+           "default_policies"]
+
+#: The range each numeric policy field accepts, both ends included. A retry never
+#: waits more than an hour; a larger delay (1e308 once) would only hang the run.
+POLICY_BOUNDS: dict[str, tuple[float, float]] = {
+    "max_retries": (0, 1000),
+    "retry_delay_seconds": (0.0, 3600.0),
+    "retry_backoff_factor": (1.0, 10.0),
+    "max_retry_delay_seconds": (0.0, 3600.0),
+    "retry_jitter": (0.0, 1.0),
+}
+
+
+def check_policy_field(name: str, value: Any) -> float | int:
+    """``value`` if it is a valid ``name`` (an integer for max_retries, in POLICY_BOUNDS).
+
+    Raises TypeError for a wrong type, ValueError for a value out of bounds; the
+    message says what is accepted.
+    """
+    lo, hi = POLICY_BOUNDS[name]
+    if name == "max_retries":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"must be an integer from {lo:g} to {hi:g}, got {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be an integer from {lo:g} to {hi:g}, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"must be a number from {lo:g} to {hi:g}, got "
+                        f"{type(value).__name__} {value!r}")
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return float(value)
 
 
 def _categories(items: Iterable[Any] | None) -> list[ErrorCategory]:
@@ -36,20 +68,11 @@ class RetryPolicy:
     categories_to_skip: list[ErrorCategory] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("retry_delay_seconds", "retry_backoff_factor", "max_retry_delay_seconds",
-                     "retry_jitter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
-            setattr(self, name, float(value))
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise TypeError(f"max_retries must be an integer, got {self.max_retries!r}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be non-negative, got {self.max_retries}")
-        if self.retry_jitter > 1:
-            raise ValueError(f"retry_jitter must be between 0 and 1, got {self.retry_jitter}")
+        for name in POLICY_BOUNDS:
+            try:
+                setattr(self, name, check_policy_field(name, getattr(self, name)))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{name} {exc}") from None
         self.categories_to_retry = _categories(self.categories_to_retry)
         self.categories_to_skip = _categories(self.categories_to_skip)
 

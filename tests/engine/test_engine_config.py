@@ -5,16 +5,21 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_dtf_errors.engine import (
     ConfigError,
+    DistributedErrorHandler,
     DtfConfig,
     ErrorCategory,
+    RetryPolicy,
     load_config,
     load_config_file,
     load_pyproject,
 )
 from pytest_dtf_errors.engine.config import check_regex
+from pytest_dtf_errors.engine.retry import POLICY_BOUNDS
 
 E = ErrorCategory
 
@@ -63,7 +68,7 @@ def test_custom_categories_register_before_use():
 BAD = [
     ({"retry_policies": {"NETWORK_TIMEOUT": {"max_retries": -1}}},
      "retry_policies.NETWORK_TIMEOUT.max_retries",
-     "retry_policies.NETWORK_TIMEOUT.max_retries: must be a non-negative integer, got -1"),
+     "retry_policies.NETWORK_TIMEOUT.max_retries: must be an integer from 0 to 1000, got -1"),
     ({"retry_policies": {"NETWORK_TIMEOUT": {"max_retries": 1.5}}},
      "retry_policies.NETWORK_TIMEOUT.max_retries", None),
     ({"retry_policies": {"NETWORK_TIMEOUT": {"retry_delay_seconds": math.nan}}},
@@ -154,7 +159,7 @@ def test_pyproject(tmp_path):
         load_pyproject(path)
     assert info.value.key == "tool.dtf.retry_policies.NETWORK_TIMEOUT.max_retries"
     assert str(info.value) == (f"{path}: tool.dtf.retry_policies.NETWORK_TIMEOUT.max_retries: "
-                               "must be a non-negative integer, got -1")
+                               "must be an integer from 0 to 1000, got -1")
     path.write_text('[tool]\ndtf = 3\n')
     with pytest.raises(ConfigError, match="tool.dtf: must be a table"):
         load_pyproject(path)
@@ -228,3 +233,49 @@ def test_a_pattern_re2_rejects_is_a_config_error_naming_the_key():
                     prefix="tool.dtf.")
     assert info.value.key == "tool.dtf.error_patterns.'(\\\\w+)-\\\\1'"
     assert "RE2 cannot take this regex" in str(info.value)
+
+
+WIDE = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30),
+                 st.booleans(), st.none(), st.text(max_size=5), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(POLICY_BOUNDS)), WIDE)
+def test_a_policy_number_is_accepted_in_bounds_or_names_its_key(name, value):
+    lo, hi = POLICY_BOUNDS[name]
+    data = {"retry_policies": {"NETWORK_TIMEOUT": {name: value}}}
+    try:
+        cfg = load_config(data, prefix="tool.dtf.")
+    except ConfigError as exc:
+        assert exc.key == f"tool.dtf.retry_policies.NETWORK_TIMEOUT.{name}"
+        assert f"from {lo:g} to {hi:g}" in str(exc)
+        return
+    got = cfg.retry_policies[E.NETWORK_TIMEOUT][name]
+    assert lo <= got <= hi and math.isfinite(got)
+    assert not isinstance(value, bool) and (name != "max_retries" or isinstance(value, int))
+    # and the engine takes it: the handler builds the policy and a delay is finite
+    handler = DistributedErrorHandler(cfg)
+    assert 0 <= handler.retry_policies[E.NETWORK_TIMEOUT].delay_for(10**6) <= 2 * 3600
+
+
+@settings(max_examples=200, deadline=None)
+@given(WIDE)
+def test_similarity_threshold_is_accepted_in_bounds_or_names_its_key(value):
+    try:
+        cfg = load_config({"similarity_threshold": value})
+    except ConfigError as exc:
+        assert exc.key == "similarity_threshold"
+        return
+    assert 0.0 <= cfg.similarity_threshold <= 1.0
+
+
+@pytest.mark.parametrize("name, value", [
+    ("retry_delay_seconds", 1e308), ("max_retry_delay_seconds", 3600.5),
+    ("retry_backoff_factor", 0.5), ("retry_backoff_factor", 11), ("max_retries", 1001),
+    ("retry_jitter", 1.01),
+])
+def test_policy_numbers_out_of_bounds_are_rejected(name, value):
+    with pytest.raises(ConfigError, match=f"{name}: must be"):
+        load_config({"retry_policies": {"NETWORK_TIMEOUT": {name: value}}})
+    with pytest.raises(ValueError, match=name):
+        RetryPolicy(**{name: value})
