@@ -144,7 +144,7 @@ class Option:
 OPTIONS = (
     Option("retry", False, _bool, "retry failures worth retrying, by category policy", "--dtf-retry"),
     Option("max_retries", None, _number(int, 0, 1000), "global cap on retries per test, over the category policies", "--dtf-max-retries"),
-    Option("retry_budget", None, _number(int, 0, 10**7), "suite-wide cap on retries (default: half the collected tests, at least 10)", "--dtf-retry-budget"),
+    Option("retry_budget", None, _number(int, 0, 10**7), "suite-wide cap on retries, a last resort against retry storms (default: half the collected tests, at least 100)", "--dtf-retry-budget"),
     Option("fail_on_flaky", False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", "--dtf-fail-on-flaky"),
     Option("report", None, lambda v, k: str(v), "write the JSON error report to this path", "--dtf-report"),
     Option("gpus_per_worker", 0, _number(int, 0, 1024), "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES", "--dtf-gpus-per-worker"),
