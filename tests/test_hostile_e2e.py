@@ -6,7 +6,7 @@ from __future__ import annotations
 from xml.etree import ElementTree
 
 import pytest
-from conftest import MODES, load_report, outcomes, run
+from conftest import LOGGING_CONFTEST, MODES, attempts_log, load_report, outcomes, run
 
 from pytest_dtf_errors.report import validate
 
@@ -143,3 +143,65 @@ def test_a_number_out_of_bounds_is_a_usage_error_naming_the_key(pytester, toml, 
     err = result.stderr.str()
     assert "pytest-dtf-errors: " in err and f" {key}: must be" in err, err
     assert "Traceback" not in err
+
+
+GROUPS = '''
+import pytest
+try:
+    ExceptionGroup
+except NameError:  # Python 3.10: pytest's own dependency
+    from exceptiongroup import ExceptionGroup
+
+def refused():
+    return ConnectionRefusedError("connection refused")
+
+def test_assert_last(log):
+    log("assert_last")
+    raise ExceptionGroup("two", [refused(), AssertionError("wrong answer")])
+
+def test_assert_first(log):
+    log("assert_first")
+    raise ExceptionGroup("two", [AssertionError("wrong answer"), refused()])
+
+def test_assert_ninth(log):
+    log("assert_ninth")
+    raise ExceptionGroup("nine", [refused() for _ in range(8)] + [AssertionError("late")])
+
+def test_assert_nested_under_a_timeout_message(log):
+    log("assert_nested")
+    inner = ExceptionGroup("inner", [refused(), AssertionError("deep")])
+    raise ExceptionGroup("request timed out", [TimeoutError("timed out"), inner])
+
+def test_network_ab(log, dtf_attempt):
+    log("network_ab")
+    if dtf_attempt == 1:
+        raise ExceptionGroup("net", [refused(), TimeoutError("timed out")])
+
+def test_network_ba(log, dtf_attempt):
+    log("network_ba")
+    if dtf_attempt == 1:
+        raise ExceptionGroup("net", [TimeoutError("timed out"), refused()])
+'''
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_an_exception_group_is_decided_whatever_the_order_of_its_members(pytester, mode):
+    pytester.makeconftest(LOGGING_CONFTEST)
+    pytester.makepyfile(test_groups=GROUPS)
+    result = run(pytester, *mode, "--dtf-retry", "--dtf-report=r.json")
+    counts = outcomes(result)
+    assert (counts["failed"], counts["flaky"]) == (4, 2), result.stdout.str()
+    tests = {t["nodeid"].rsplit("::", 1)[-1]: t for t in load_report(pytester.path / "r.json")["tests"]}
+    runs = attempts_log(pytester.path / "attempts.log")
+    for name in ("test_assert_last", "test_assert_first", "test_assert_ninth",
+                 "test_assert_nested_under_a_timeout_message"):
+        assert tests[name]["outcome"] == "failed", name
+        assert tests[name]["attempts"][0]["category"] == "test_assertion_error", name
+        assert len(tests[name]["attempts"]) == 1, name
+    assert [len(runs[n]) for n in ("assert_last", "assert_first", "assert_ninth",
+                                   "assert_nested")] == [1, 1, 1, 1]
+    ab, ba = tests["test_network_ab"], tests["test_network_ba"]
+    assert ab["outcome"] == ba["outcome"] == "flaky"
+    # the same members in either order: the same decision (ErrorCategory's order)
+    assert ab["attempts"][0]["category"] == ba["attempts"][0]["category"] == "network_timeout"
+    assert ab["attempts"][0]["rule"] == ba["attempts"][0]["rule"]

@@ -139,3 +139,18 @@ def test_wire_safe_makes_any_serialized_report_sendable(value):
     json.dumps(safe, ensure_ascii=False).encode("utf-8")
     if json.dumps(value, ensure_ascii=False).isascii():
         assert safe is value  # nothing to fix: nothing copied
+
+
+def test_members_that_fail_the_test_are_recorded_wherever_they_stand_in_a_group():
+    try:
+        group_type = ExceptionGroup  # a builtin since 3.11
+    except NameError:  # Python 3.10: pytest's own dependency
+        from exceptiongroup import ExceptionGroup as group_type
+    inner = group_type("inner", [ValueError("v"), AssertionError("deep")])
+    members = [ConnectionError(str(i)) for i in range(30)] + [inner, SyntaxError("late")]
+    rec = record.from_exception(raised(group_type("big", members)))
+    kept = [m["type"] for m in rec["chain"] if m["relation"] == "group"]
+    assert len(kept) == record.MAX_GROUP_MEMBERS
+    assert kept[:2] == ["ExceptionGroup", "SyntaxError"] and set(kept[2:]) == {"ConnectionError"}
+    # an assertion (in the nested group) ranks before a syntax error
+    assert DistributedErrorHandler().classify(rec).category.value == "test_assertion_error"

@@ -122,6 +122,35 @@ def coerce_record(error: Any) -> dict[str, Any]:
     return {"type": "", "message": safe_text(error)}
 
 
+# Member types recorded first when a group has more members than a record keeps.
+_DECISIVE_TYPES = (AssertionError, SyntaxError, ImportError)
+_MAX_GROUP_SCAN = 10_000
+
+
+def _decisive(exc: BaseException, depth: int) -> bool:
+    if isinstance(exc, _DECISIVE_TYPES) or type(exc).__name__ == "Failed":
+        return True
+    members = getattr(exc, "exceptions", None)
+    if depth <= 0 or not isinstance(members, (list, tuple)):
+        return False
+    return any(isinstance(m, BaseException) and _decisive(m, depth - 1)
+               for m in members[:_MAX_GROUP_SCAN])
+
+
+def group_members(exc: BaseException, limit: int) -> list[BaseException]:
+    """Up to ``limit`` members of an exception group, those that may fail the test
+    (assertion, syntax, import, pytest.fail, or a group holding one) first, then
+    the others, each in the group's order."""
+    members = getattr(exc, "exceptions", None)
+    if not isinstance(members, (list, tuple)):
+        return []
+    members = [m for m in members[:_MAX_GROUP_SCAN] if isinstance(m, BaseException)]
+    if len(members) <= limit:
+        return members
+    first = [m for m in members if _decisive(m, _MAX_CHAIN_DEPTH)]
+    return (first + [m for m in members if not _decisive(m, _MAX_CHAIN_DEPTH)])[:limit]
+
+
 def _record_from_exception(exc: BaseException, depth: int) -> dict[str, Any]:
     cls = type(exc)
     mod = getattr(cls, "__module__", "") or ""
@@ -145,8 +174,7 @@ def _record_from_exception(exc: BaseException, depth: int) -> dict[str, Any]:
             link["relation"] = "cause" if cur.__cause__ is not None else "context"
             chain.append(link)
             cur = nxt
-        for member in list(getattr(exc, "exceptions", ()) or ())[:8]:
-            if isinstance(member, BaseException):
+        for member in group_members(exc, 8):
                 link = _record_from_exception(member, depth + 1)
                 link["relation"] = "group"
                 chain.append(link)
@@ -376,6 +404,10 @@ _TIMEOUT_RX = _COMPILED[0][2]
 
 _DETAIL_SOURCE = {"message": "message", "stderr": "stderr tail"}
 
+# In an exception group a member of these categories decides first (it is never retried).
+_GROUP_FIRST = (E.TEST_ASSERTION_ERROR, E.TEST_SYNTAX_ERROR, E.TEST_IMPORT_ERROR,
+                E.TEST_DEPENDENCY_ERROR)
+
 
 def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
@@ -475,6 +507,10 @@ class ErrorClassifier:
                 if isinstance(link, Mapping):
                     rel = link.get("relation", "cause")
                     (causes if rel == "cause" else others).append(link)
+        members = [x for x in others if x.get("relation") == "group"]
+        group = self._from_group(members, depth) if members else None
+        if group is not None and group.category in _GROUP_FIRST:
+            return group  # a failing assertion anywhere in the group: never retried
         for link in reversed(causes):
             found = self._from_link(link, "cause", depth)
             if found is not None:
@@ -490,12 +526,30 @@ class ErrorClassifier:
             found = self._from_link(link, str(link.get("relation", "context")), depth)
             if found is not None:
                 return found
-        for link in others:
-            if link.get("relation") == "group":
-                found = self._from_link(link, "group", depth)
-                if found is not None:
-                    return found
+        if group is not None:
+            return group
         return Classification(E.UNKNOWN, "default", f"No rule matched {type_name or 'the error'}.")
+
+    def _from_group(self, members: list[Mapping[str, Any]], depth: int) -> Classification | None:
+        """The members of an exception group decide, whatever their order.
+
+        A member of a test category (assertion, syntax, import, dependency) wins,
+        in that order; else the member category first in ErrorCategory's order;
+        UNKNOWN members decide nothing. Ties go to the smallest rule, so the same
+        members in any order give the same result.
+        """
+        order = {name: i for i, name in enumerate(ErrorCategory.names())}
+        best: tuple[tuple[int, int, str, str], Classification] | None = None
+        for link in members:
+            found = self._from_link(link, "group", depth)
+            if found is None:
+                continue
+            cat = found.category
+            rank = (_GROUP_FIRST.index(cat) if cat in _GROUP_FIRST else len(_GROUP_FIRST),
+                    order.get(cat.name, len(order)), found.rule, found.detail)
+            if best is None or rank < best[0]:
+                best = (rank, found)
+        return best[1] if best is not None else None
 
     def _from_link(self, link: Mapping[str, Any], relation: str,
                    depth: int) -> Classification | None:

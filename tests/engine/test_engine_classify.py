@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_dtf_errors.engine import Classification, ErrorCategory, ErrorClassifier, load_config
 from pytest_dtf_errors.engine.classify import (
@@ -394,3 +396,65 @@ def test_cache_returns_same_answer():
     assert c.classify(dict(rec)) is first
     c.cache_clear()
     assert c.classify(rec) == first
+
+
+GROUP_MEMBERS = [
+    {"type": "ConnectionRefusedError", "message": "connection refused"},
+    {"type": "TimeoutError", "message": "timed out"},
+    {"type": "ValueError", "message": "plain"},
+    {"type": "MemoryError", "message": ""},
+    {"type": "OSError", "message": "[Errno 28] No space left on device"},
+    {"type": "AssertionError", "message": "assert 1 == 2"},
+    {"type": "ModuleNotFoundError", "message": "No module named 'x'"},
+    {"type": "ExceptionGroup", "message": "inner",
+     "chain": [{"type": "BrokenPipeError", "message": "", "relation": "group"},
+               {"type": "SyntaxError", "message": "bad", "relation": "group"}]},
+]
+
+
+def _group(members, message="group (n sub-exceptions)"):
+    return {"type": "ExceptionGroup", "message": message,
+            "chain": [dict(m, relation="group") for m in members]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(range(len(GROUP_MEMBERS))), min_size=1, max_size=6).flatmap(
+    lambda idx: st.tuples(st.just(idx), st.permutations(idx))))
+def test_an_exception_group_is_decided_the_same_whatever_the_member_order(pair):
+    first, second = pair
+    a = ErrorClassifier().classify(_group([GROUP_MEMBERS[i] for i in first]))
+    b = ErrorClassifier().classify(_group([GROUP_MEMBERS[i] for i in second]))
+    assert a == b
+    kinds = {GROUP_MEMBERS[i]["type"] for i in first}
+    if "AssertionError" in kinds:
+        assert a.category is E.TEST_ASSERTION_ERROR
+
+
+@pytest.mark.parametrize("message", ["request timed out", "connection refused", "ENOSPC"])
+def test_an_assertion_in_a_group_decides_before_the_message_and_a_cause(message):
+    record = _group([{"type": "ConnectionError", "message": "x"},
+                     {"type": "AssertionError", "message": "wrong"}], message)
+    record["chain"].append({"type": "TimeoutError", "message": "", "relation": "cause"})
+    result = C.classify(record)
+    assert (result.category, result.rule) == (E.TEST_ASSERTION_ERROR,
+                                              "chain:group->type:AssertionError")
+
+
+def test_a_group_of_unknown_members_is_unknown_and_retryable_members_rank_by_category():
+    assert C.classify(_group([{"type": "ValueError"}, {"type": "KeyError"}])).category is E.UNKNOWN
+    mixed = _group([{"type": "ValueError"}, {"type": "ConnectionRefusedError"},
+                    {"type": "MemoryError"}])
+    assert C.classify(mixed).category is E.RESOURCE_EXHAUSTED  # RESOURCE_* come first
+
+
+def test_an_assertion_far_down_a_big_group_is_recorded():
+    from pytest_dtf_errors.engine.classify import coerce_record
+
+    try:
+        group_type = ExceptionGroup  # a builtin since 3.11
+    except NameError:  # Python 3.10: pytest's own dependency
+        from exceptiongroup import ExceptionGroup as group_type
+    group = group_type("many", [ConnectionError("x")] * 20 + [AssertionError("late")])
+    rec = coerce_record(group)
+    assert "AssertionError" in [m["type"] for m in rec["chain"]]
+    assert C.classify(rec).category is E.TEST_ASSERTION_ERROR
