@@ -340,9 +340,10 @@ class Controller:
         error = getattr(report, "dtf_error", None) or records.from_longrepr(
             records.safe_str(report.longrepr, records.MAX_TRACEBACK), phase=phase, worker=att.node
         )
-        if phase == "crash" and att.call_passed:
+        if phase == "crash" and att.call_passed and self.settings.schedule:
             # the test passed, then its worker died in the teardown: a teardown error,
-            # counted once (the terminal already counted the passed call)
+            # counted once (the terminal already counted the passed call); not asked
+            # for, xdist's own count stands (the passed call and a failed crash)
             phase = "teardown"
             report.when = "teardown"  # type: ignore[assignment]  # the terminal says "ERROR at teardown"
             self._uncount(nodeid, ("passed", "flaky"), keep=0)

@@ -47,14 +47,16 @@ def pytest_configure(config: pytest.Config) -> None:
             # The controller counts final failures for --maxfail; a worker would
             # count failures that are going to be retried and stop too early.
             config.option.maxfail = 0
-        tags = _worker_tags(config)
+        schedule = bool(sent.get("schedule"))
         # under xdist's own scheduler nobody routes: a test whose hardware this worker
         # lacks is skipped (or failed) here, as in a run without xdist
-        missing = None if sent.get("schedule") else sent.get("missing", "skip")
-        config.pluginmanager.register(
-            WorkerPlugin(config, str(workerinput.get("workerid", "?")), tags, missing), "dtf_worker"
+        missing = None if schedule else sent.get("missing", "skip")
+        worker = WorkerPlugin(
+            config, str(workerinput.get("workerid", "?")), lambda: _worker_tags(config), missing,
+            announce=schedule,  # the scheduler routes by the tags: detected now, sent at once
         )
-        if sent.get("schedule"):
+        config.pluginmanager.register(worker, "dtf_worker")
+        if schedule:
             config.pluginmanager.register(FlushPlugin(), "dtf_flush")
         _scale_timeouts(config)
         return
@@ -89,11 +91,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from .local import LocalRunner
 
         tags = _local_tags(config, values["hardware"])
-        for name in ("local",):
-            ledger.node(name).hardware = tags
+        ledger.node("local").hardware = tags
         config.pluginmanager.register(LocalRunner(controller), "dtf_local")
         config.pluginmanager.register(
-            WorkerPlugin(config, "local", tags, missing=settings.missing_hardware), "dtf_worker"
+            WorkerPlugin(config, "local", lambda: tags, missing=settings.missing_hardware), "dtf_worker"
         )
         _scale_timeouts(config)
 
@@ -214,7 +215,8 @@ class DtfSession:
         try:
             return (yield)
         finally:
-            self._write_reports(int(session.exitstatus))
+            # a session pytester builds by hand (getitems) never gets an exitstatus
+            self._write_reports(int(getattr(session, "exitstatus", exitstatus)))
 
     def _write_reports(self, exitstatus: int) -> None:
         ledger = self.controller.ledger

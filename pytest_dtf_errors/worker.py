@@ -9,12 +9,14 @@ of a test is running (told by the controller over the DTF link).
 from __future__ import annotations
 
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
 
-from . import record
+# record (and hardware) are imported on first need: a worker of a run that did
+# not ask for dtf pays no start-up for them (under PYTHONDONTWRITEBYTECODE pytest
+# rewrites and compiles every imported module of a plugin in every process)
 
 # Attempt metadata for in-process runs; xdist workers get theirs over the link.
 LOCAL_ATTEMPTS: dict[str, dict[str, Any]] = {}
@@ -74,7 +76,9 @@ def wire_safe(value: Any) -> Any:
     Containers are copied only where something changed.
     """
     if type(value) is str:
-        return record.encodable(value)
+        from .record import encodable
+
+        return encodable(value)
     if isinstance(value, dict):
         out = None
         for k, v in value.items():
@@ -98,14 +102,28 @@ class WorkerPlugin:
     """Hooks that run where the tests run."""
 
     def __init__(
-        self, config: pytest.Config, worker_id: str, tags: list[str], missing: str | None = None
+        self,
+        config: pytest.Config,
+        worker_id: str,
+        detect_tags: Callable[[], list[str]],
+        missing: str | None = None,
+        announce: bool = True,
     ) -> None:
         self.config = config
-        self.missing = missing  # set in-process: "skip" or "fail" a test whose hardware is absent
+        self.missing = missing  # "skip" or "fail" a test whose hardware is absent; None: a retry moves it
         self.worker_id = worker_id
-        self.tags = tags
+        self._detect_tags = detect_tags
+        self._tags: list[str] | None = None
         self.rootdir = str(config.rootpath)
-        self._send(("tags", tags))  # before "workerready": the header shows them
+        if announce:
+            self._send(("tags", self.tags))  # before "workerready": the header shows them
+
+    @property
+    def tags(self) -> list[str]:
+        """This worker's hardware tags, detected on first use."""
+        if self._tags is None:
+            self._tags = self._detect_tags()
+        return self._tags
 
     @staticmethod
     def _send(message: tuple[str, Any]) -> bool:
@@ -143,6 +161,8 @@ class WorkerPlugin:
         if item.get_closest_marker("flaky") is not None:
             report.dtf_peer_marked = True  # type: ignore[attr-defined]
         if call.excinfo is not None:
+            from . import record
+
             report.dtf_error = record.from_exception(  # type: ignore[attr-defined]
                 call.excinfo.value,
                 phase=call.when,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import final_line, load_report, outcomes, run
 
 SLOW4 = """

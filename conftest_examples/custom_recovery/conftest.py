@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,9 +52,20 @@ def worker_id() -> str:
 
 
 @pytest.fixture
-def license(testrun_uid: str):
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory shared by all workers of this run, inside pytest's own temp dir.
+
+    xdist gives each worker a base temp dir of its own in one folder of the
+    run; pytest keeps the last few runs' and removes older ones.
+    """
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@pytest.fixture
+def license(run_dir: Path):
     """Checks out a license. The daemon of the first worker to ask is broken."""
-    claim = Path(tempfile.gettempdir()) / f"dtf-license-{testrun_uid}"
+    claim = run_dir / "license-claim"
     try:
         fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,14 @@ def worker_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def run_dir(request: pytest.FixtureRequest) -> Path:
-    """A directory shared by all workers of this run (xdist's testrun_uid names it)."""
-    try:
-        uid = request.getfixturevalue("testrun_uid")
-    except pytest.FixtureLookupError:  # without xdist
-        uid = f"local-{os.getpid()}"
-    path = Path(tempfile.gettempdir()) / f"dtf-demo-{uid}"
-    path.mkdir(exist_ok=True)
-    return path
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory shared by all workers of this run, inside pytest's own temp dir.
+
+    xdist gives each worker a base temp dir of its own in one folder of the
+    run; pytest keeps the last few runs' and removes older ones.
+    """
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import tempfile
 import time
 import venv
 import xml.etree.ElementTree as ET
-from importlib.metadata import version
+from importlib.metadata import requires, version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def sh(*cmd: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=cwd, env=env)
+
+
+def runtime_dependencies() -> set[str]:
+    """Names of the installed plugin's run-time requirements that apply here (no extras)."""
+    names = set()
+    for req in requires("pytest-dtf-errors") or []:
+        spec, _, marker = req.partition(";")
+        if "extra ==" in marker or (marker.strip() and not _marker_holds(marker)):
+            continue
+        names.add(re.split(r"[<>=!~\[ ]", spec.strip(), maxsplit=1)[0])
+    return names
+
+
+def _marker_holds(marker: str) -> bool:
+    from packaging.markers import Marker
+
+    return Marker(marker.strip()).evaluate()
 
 
 def make_env(where: Path, packages: list[str], with_plugin: bool) -> Path:
@@ -69,7 +87,6 @@ def outcomes(junit: Path) -> dict[str, str]:
 
 def run_suite(py: Path, source: Path, junit: Path) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DTF_"))}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     start = time.perf_counter()
     # the outer session is xdist's own (-p no:dtf_errors); the sessions its tests start load everything
     subprocess.run(
@@ -92,15 +109,8 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         xv = version("pytest-xdist")
-        common = [
-            f"pytest=={version('pytest')}", f"pytest-xdist=={xv}", f"execnet=={version('execnet')}",
-            f"pluggy=={version('pluggy')}", f"rapidfuzz=={version('rapidfuzz')}", "filelock",
-        ]
-        for dist in ("google-re2",):
-            try:
-                common.append(f"{dist}=={version(dist)}")
-            except Exception:  # noqa: BLE001 - not a dependency of this version
-                pass
+        # the plugin's run-time dependencies, at the versions installed here, in both
+        common = sorted({f"{name}=={version(name)}" for name in runtime_dependencies()} | {"filelock"})
         plain = make_env(workdir / "plain", common, with_plugin=False)
         withp = make_env(workdir / "with-plugin", common, with_plugin=True)
         source = xdist_testing(workdir, xv, plain)

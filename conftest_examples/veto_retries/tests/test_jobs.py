@@ -1,11 +1,10 @@
 import os
-import tempfile
-from pathlib import Path
 
 
-def test_enqueue(dtf_attempt, testrun_uid):
+def test_enqueue(dtf_attempt, tmp_path_factory):
     # the queue broker is unreachable from the first worker that tries
-    marker = Path(tempfile.gettempdir()) / f"dtf-veto-{testrun_uid}"
+    # one file for all workers of the run, in pytest's temp dir (xdist: one folder per worker in it)
+    marker = tmp_path_factory.getbasetemp().parent / "enqueue-first-worker"
     worker = os.environ.get("PYTEST_XDIST_WORKER", "local")
     if dtf_attempt == 1:
         marker.write_text(worker)
