@@ -3,6 +3,10 @@ numbers out of bounds, report paths that are not plain files."""
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import threading
 from xml.etree import ElementTree
 
 import pytest
@@ -205,3 +209,48 @@ def test_an_exception_group_is_decided_whatever_the_order_of_its_members(pyteste
     # the same members in either order: the same decision (ErrorCategory's order)
     assert ab["attempts"][0]["category"] == ba["attempts"][0]["category"] == "network_timeout"
     assert ab["attempts"][0]["rule"] == ba["attempts"][0]["rule"]
+
+
+TWO_TESTS = "def test_ok():\n    pass\n\ndef test_bad():\n    assert 0\n"
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+def test_reports_to_a_symlink_are_written_through_the_link(pytester, mode):
+    pytester.makepyfile(test_two=TWO_TESTS)
+    out = pytester.mkdir("artifacts")
+    (pytester.path / "r.json").symlink_to(out / "report.json")  # dangling until written
+    (out / "junit.xml").write_text("old")
+    (pytester.path / "j.xml").symlink_to(out / "junit.xml")
+    result = run(pytester, *mode, "--dtf-report=r.json", "--junitxml=j.xml")
+    assert result.ret == 1, result.stdout.str()
+    assert (pytester.path / "r.json").is_symlink() and (pytester.path / "j.xml").is_symlink()
+    validate(load_report(out / "report.json"))
+    junit = ElementTree.parse(out / "junit.xml").getroot()
+    assert junit.find("testsuite").get("failures") == "1"
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_report_to_a_fifo_is_written_into_it_never_replacing_it(pytester):
+    pytester.makepyfile(test_two=TWO_TESTS)
+    fifo = pytester.path / "pipe.json"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run(pytester, "-p", "no:xdist", f"--dtf-report={fifo}")
+    if reader.is_alive():  # the report never came through the pipe: let the reader go
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced by a file"
+    assert result.ret == 1, result.stdout.str()
+    validate(json.loads(got[0]))
+
+
+def test_a_report_to_a_directory_is_refused_and_the_directory_left_alone(pytester):
+    pytester.makepyfile(test_two=TWO_TESTS)
+    target = pytester.mkdir("reports")
+    (target / "keep.txt").write_text("mine")
+    result = run(pytester, "-p", "no:xdist", "--dtf-report=reports")
+    assert target.is_dir() and (target / "keep.txt").read_text() == "mine"
+    assert "is a directory, not a regular file" in result.stdout.str() + result.stderr.str()

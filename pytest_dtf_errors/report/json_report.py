@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -240,9 +241,32 @@ def write_atomic(path: str | os.PathLike[str], data: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8", errors="backslashreplace"))
 
 
+class ReportPathError(OSError):
+    """A report path that names something other than a regular file we may replace."""
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
-    """Atomically replace path with payload (temp file + fsync + os.replace)."""
-    path = os.path.abspath(os.fspath(path))
+    """Atomically replace the file at path with payload (temp file + fsync + os.replace).
+
+    A symlink is written through: its target is replaced and the link stays. A
+    path that is not a regular file is never replaced: a character device or a
+    FIFO (``/dev/stdout``, ``/dev/null``, a pipe) is written into; a directory,
+    a block device or a socket raises ReportPathError.
+    """
+    given = os.path.abspath(os.fspath(path))
+    try:
+        mode = os.stat(given).st_mode  # follows symlinks
+    except FileNotFoundError:
+        mode = None  # a new file (or a dangling link's target)
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+            with open(given, "wb") as stream:  # /proc/self/fd/N magic links resolve here
+                stream.write(payload)
+            return
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise ReportPathError(f"{given} is {kind}, not a regular file: report not written")
+    path = os.path.realpath(given)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
