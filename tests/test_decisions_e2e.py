@@ -114,7 +114,9 @@ def test_disk(i):
     if os.environ["PYTEST_XDIST_WORKER"] in ("gw0", "gw1"):
         raise OSError(errno.ENOSPC, "No space left on device")
 """,
-        extra_toml="[tool.dtf]\nbreaker_min_tests = 1000\n",  # quarantine alone, no breaker
+        # quarantine alone (no breaker); retries enough for every test to reach gw2
+        extra_toml="[tool.dtf]\nbreaker_min_tests = 1000\n"
+        "[tool.dtf.retry_policies.RESOURCE_EXHAUSTED]\nmax_retries = 8\nretry_delay_seconds = 0.0\n",
     )
     result = run(p, "--dtf-retry", "-n", "3", "--dtf-report", "r.json")
     report = load_report(p.path / "r.json")
