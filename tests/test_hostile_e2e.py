@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from xml.etree import ElementTree
 
@@ -254,3 +256,17 @@ def test_a_report_to_a_directory_is_refused_and_the_directory_left_alone(pyteste
     result = run(pytester, "-p", "no:xdist", "--dtf-report=reports")
     assert target.is_dir() and (target / "keep.txt").read_text() == "mine"
     assert "is a directory, not a regular file" in result.stdout.str() + result.stderr.str()
+
+
+def test_printing_a_report_into_a_closed_pipe_ends_quietly(pytester):
+    pytester.makepyfile(test_many="import pytest\n@pytest.mark.parametrize('i', range(300))\n"
+                                  "def test_t(i):\n    assert i % 3\n")
+    run(pytester, "-p", "no:xdist", "--dtf-report=r.json")
+    # `python -m pytest_dtf_errors.report r.json -v | head -1`: the reader goes away at once
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_dtf_errors.report", "r.json", "-v"],
+                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err  # what a shell reports for a tool ended by SIGPIPE
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

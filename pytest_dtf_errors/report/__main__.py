@@ -2,19 +2,24 @@
 
 Reads a --dtf-report file (a CI artifact, say) and prints its summary counts
 and pattern table with the terminal summary's own formatting. Exit status 0,
-or 2 with a one-line message when the file is missing or not a valid report.
+or 2 with a one-line message when the file is missing or not a valid report,
+or 141 (128 + SIGPIPE, as a shell reports for ``| head``) when the reader of
+its output went away.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from typing import Any
 
 from .json_report import validate
 from .terminal import counts_line, report_lines
+
+EXIT_BROKEN_PIPE = 141
 
 
 def load(path: str) -> dict[str, Any]:
@@ -63,13 +68,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     width = args.width or shutil.get_terminal_size((80, 24)).columns
-    print(f"dtf report: {args.report}")
-    print(run_line(report["run"]))
     lines = report_lines(report, verbose=args.verbose, width=width)
     if not lines:
         lines = [(counts_line(report["summary"]), {})]
-    for text, _markup in lines:
-        print(text)
+    try:
+        print(f"dtf report: {args.report}")
+        print(run_line(report["run"]))
+        for text, _markup in lines:
+            print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader left (`| head`): end as a tool ended by SIGPIPE does, without a
+        # traceback, and send what Python would flush at exit to /dev/null
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return 0
 
 
