@@ -458,3 +458,18 @@ def test_an_assertion_far_down_a_big_group_is_recorded():
     rec = coerce_record(group)
     assert "AssertionError" in [m["type"] for m in rec["chain"]]
     assert C.classify(rec).category is E.TEST_ASSERTION_ERROR
+
+
+@pytest.mark.parametrize("typename, category", [
+    ("WorkerCrash", E.WORKER_CRASHED), ("WorkerSegfault", E.SYSTEM_CRASH),
+    ("WorkerOOMKilled", E.RESOURCE_EXHAUSTED), ("WorkerLost", E.WORKER_DISCONNECTED),
+    ("HardwareMismatchError", E.HARDWARE_MISMATCH),
+])
+def test_the_plugins_crash_records_are_built_in_types_not_user_ones(typename, category):
+    from pytest_dtf_errors.record import CRASH_TYPES
+
+    assert CRASH_TYPES[typename] == category.name  # the plugin's table and ours agree
+    record = {"type": typename, "mro": [f"pytest_dtf_errors.{typename}"],
+              "message": "worker 'gw0' crashed while running 't.py::x' (killed by SIGKILL)"}
+    result = C.classify(record)
+    assert (result.category, result.rule) == (category, f"type:{typename}")
