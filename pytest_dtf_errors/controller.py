@@ -267,7 +267,7 @@ class Controller:
                 att.outcome = "skipped"
         elif when == "call":
             att.call_passed = True
-            if att.attempt > 1 and self._failed_before(nodeid, att):
+            if att.attempt > 1 and self._failed_before(nodeid, att) and not _dist_each(self.config):
                 report.dtf_flaky = True  # type: ignore[attr-defined]
                 own = True
         if when == "teardown" or when == "???":
@@ -322,6 +322,17 @@ class Controller:
         att.finished = time.time()
         if att.decision is not None and att.decision.retry:
             return  # a retry is on its way; no final outcome yet
+        if _dist_each(self.config):
+            # every worker's run is an attempt, closed in any order: failed on any worker is failed
+            attempts = self.ledger.test(nodeid).attempts
+            if any(a.failed for a in attempts):
+                failed = any(a.outcome == "failed" for a in attempts)
+                self.ledger.finalize(nodeid, "failed" if failed else "error")
+            elif all(a.outcome == "skipped" for a in attempts):
+                self.ledger.finalize(nodeid, "skipped")
+            else:
+                self.ledger.finalize(nodeid, "passed")
+            return
         if att.failed:
             self.ledger.finalize(nodeid, "failed" if att.outcome == "failed" else "error")
         elif att.outcome == "skipped":
@@ -489,6 +500,8 @@ class Controller:
             return Decision(False, reason="retries are off (no --dtf-retry)")
         if s.peer:
             return Decision(False, reason=f"left to {s.peer}, which retries this run")
+        if _dist_each(self.config):
+            return Decision(False, reason="--dist each runs every test on every worker: not retried")
         if phase == "teardown":
             if att.call_passed and (att.error or {}).get("phase") == "crash":
                 return Decision(
@@ -862,6 +875,11 @@ class Controller:
 def _policy_retries(policy: Any, category: ErrorCategory) -> bool:
     skip = getattr(policy, "categories_to_skip", None) or ()
     return category not in skip
+
+
+def _dist_each(config: pytest.Config) -> bool:
+    """--dist each: xdist runs every test once on every worker."""
+    return getattr(config.option, "dist", None) == "each"
 
 
 def _teardown_error(att: Attempt, report: pytest.TestReport) -> dict[str, Any]:

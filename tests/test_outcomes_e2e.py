@@ -199,3 +199,52 @@ def test_rerunfailures_reruns_are_failed_attempts_and_a_fail_once_test_is_flaky(
     assert cases["test_once"].find("failure") is None
     assert len(cases["test_once"].findall("flakyFailure")) == 1
     assert len(cases["test_always"].findall("rerunFailure")) == 2
+
+
+# -- --dist each: every worker runs every test -------------------------------------------
+# the worker that passes is slower: the failure is reported first, then the pass
+EACH_SUITE = """
+import os, time
+
+def test_fails_on_gw0():
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw0":
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+    time.sleep(0.5)
+
+def test_fails_on_gw1():
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1":
+        assert False, "only on gw1"
+    time.sleep(0.5)
+
+def test_passes():
+    pass
+"""
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["retry", "no-retry"])
+def test_dist_each_a_test_failed_on_any_worker_is_failed_in_every_report(pytester, retry):
+    pytester.makepyprojecttoml(NETWORK_TOML)
+    pytester.makepyfile(test_each=EACH_SUITE)
+    args = ["-n", "2", "--dist", "each", "-v", "--dtf-report", "r.json", "--junitxml", "j.xml"]
+    result = run(pytester, *args, *(["--dtf-retry"] if retry else []))
+    out = result.stdout.str()
+    assert "INTERNALERROR" not in out
+    assert result.ret == 1
+    assert "FLAKY" not in out and "RERUN" not in out
+    assert outcomes(result) == {"passed": 4, "failed": 2}
+    data = _report(pytester)
+    tests = {t["nodeid"].rsplit("::", 1)[1]: t for t in data["tests"]}
+    for name in ("test_fails_on_gw0", "test_fails_on_gw1"):
+        assert tests[name]["outcome"] == "failed", tests[name]
+        attempts = tests[name]["attempts"]
+        assert sorted(a["node"] for a in attempts) == ["gw0", "gw1"]  # one attempt per worker
+        assert sorted(a["outcome"] for a in attempts) == ["failed", "passed"]
+        assert all(not (a["decision"] or {}).get("retry") for a in attempts)
+    assert tests["test_passes"]["outcome"] == "passed"
+    assert len(tests["test_passes"]["attempts"]) == 2
+    assert data["summary"]["retries"] == 0 or data["summary"]["budget_used"] == 0
+    cases = {c.get("name"): c for c in _cases(pytester.path / "j.xml")}
+    assert len(_cases(pytester.path / "j.xml")) == 3
+    assert cases["test_fails_on_gw0"].find("failure") is not None
+    assert cases["test_fails_on_gw1"].find("failure") is not None
+    assert cases["test_passes"].find("failure") is None
