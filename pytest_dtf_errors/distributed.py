@@ -235,6 +235,14 @@ class XdistGlue:
                     probe.sendall(b"''\n")  # the socket server evals one line; this one is a no-op
             except OSError as exc:
                 return f"cannot connect to {spec.socket}: {exc.strerror or exc}"
+        if getattr(spec, "ssh", None):
+            # ssh has no connect timeout by default: a silent host would block the loop for minutes
+            address = _ssh_address(spec, timeout)
+            if address is not None:
+                try:
+                    socket.create_connection(address, timeout=timeout).close()
+                except OSError as exc:
+                    return f"cannot connect to {address[0]}:{address[1]}: {exc.strerror or exc}"
         return None
 
     def _guarded_clone(self, node: Any) -> Any:
@@ -596,6 +604,27 @@ class XdistGlue:
         return "the session ended before it ran", "error"
 
 
+def _ssh_address(spec: Any, timeout: float) -> tuple[str, int] | None:
+    """The address ``ssh`` would connect to for ``spec`` (its ssh_config applied by
+    ``ssh -G``, which reads the config only); None where a proxy stands between."""
+    argv = ["ssh", "-G", *(["-F", str(spec.ssh_config)] if spec.ssh_config else []), *str(spec.ssh).split()]
+    try:
+        out = subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode:
+        return None
+    options = dict(line.partition(" ")[::2] for line in out.stdout.splitlines())
+    if options.get("proxycommand", "none") != "none" or options.get("proxyjump", "none") != "none":
+        return None
+    try:
+        return options["hostname"], int(options.get("port", "22"))
+    except (KeyError, ValueError):
+        return None
+
+
 def _forget_gateway(group: Any, gateway: Any) -> None:
     """Drop a dead gateway from execnet's group and close it in the background."""
     try:
@@ -606,15 +635,29 @@ def _forget_gateway(group: Any, gateway: Any) -> None:
 
 
 def _quiet_exit(gateway: Any) -> None:
+    _kill_client(gateway)
     with contextlib.suppress(Exception):
         gateway._io.close_read()
         gateway._io.close_write()
 
 
+def _kill_client(gateway: Any) -> None:
+    """Kill the local process behind a lost gateway (the ``ssh`` client of an ssh
+    gateway): waiting on a silent host, it would outlive the session."""
+    popen = getattr(getattr(gateway, "_io", None), "popen", None)
+    if popen is not None:
+        with contextlib.suppress(OSError):
+            popen.kill()
+        with contextlib.suppress(Exception):
+            popen.wait(timeout=TEARDOWN_TIMEOUT)
+
+
 def _stop_local(node: Any) -> None:
-    """A silent local worker (hung, stopped) is killed: its work has moved on,
+    """The local process of a silent worker is killed (a hung or stopped popen
+    worker, the ``ssh`` client of a host gone silent): its work has moved on,
     and a process left behind would outlive the session."""
-    if not getattr(node.gateway.spec, "popen", False) or getattr(node.gateway.spec, "via", None):
+    spec = node.gateway.spec
+    if not (getattr(spec, "popen", False) or getattr(spec, "ssh", None)) or getattr(spec, "via", None):
         return
     popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
     if popen is not None:
@@ -623,8 +666,15 @@ def _stop_local(node: Any) -> None:
 
 
 def _exit_status(node: Any) -> tuple[int | None, str | None]:
-    """Exit code and signal of a dead popen worker, where execnet shows them."""
-    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    """Exit code and signal of a dead popen worker, where execnet shows them.
+
+    Only a popen worker's: an ssh gateway's process is the ssh client, whose
+    status (255) says the connection broke, not how the worker ended.
+    """
+    gateway = getattr(node, "gateway", None)
+    if not getattr(getattr(gateway, "spec", None), "popen", False):
+        return None, None
+    popen = getattr(getattr(gateway, "_io", None), "popen", None)
     if popen is None:
         return None, None
     try:

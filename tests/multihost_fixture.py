@@ -1251,8 +1251,6 @@ def run_pytest(
         full_env.update(env)
     lines: list[tuple[float, str]] = []
     results: list[ResultLine] = []
-    fault_t = down_t = None
-    fault_error = None
     t0 = time.monotonic()
 
     def log(line: str) -> float:
@@ -1274,7 +1272,9 @@ def run_pytest(
         bufsize=1,
         errors="replace",
     )
-    try:
+    ev: dict[str, Any] = {"fault_t": None, "down_t": None, "fault_error": None}
+
+    def read() -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
@@ -1290,36 +1290,45 @@ def run_pytest(
                     )
                 )
             if (
-                down_t is None
-                and (fault is None or fault_t is not None)
+                ev["down_t"] is None
+                and (fault is None or ev["fault_t"] is not None)
                 and DOWN_LINE.search(line)
                 and not line.startswith("CMD ")
             ):
-                down_t = t
-            if fault is not None and fault_t is None and len(results) >= after_results:
-                fault_t = log(f"FAULT {getattr(fault, '__name__', repr(fault))}")
+                ev["down_t"] = t
+            if fault is not None and ev["fault_t"] is None and len(results) >= after_results:
+                ev["fault_t"] = log(f"FAULT {getattr(fault, '__name__', repr(fault))}")
                 try:
                     fault()
                 except Exception as e:  # noqa: BLE001 - reported on the result
-                    fault_error = f"{type(e).__name__}: {e}"
-                    log(f"FAULT failed: {fault_error}")
-        rc = proc.wait(timeout=kill_after + 30)
+                    ev["fault_error"] = f"{type(e).__name__}: {e}"
+                    log(f"FAULT failed: {ev['fault_error']}")
+
+    # the output is read in a thread: a process that outlives pytest (an ssh client
+    # left behind) keeps the pipe open, and the run must still end when pytest does
+    reader = threading.Thread(target=read, name="run_pytest-reader", daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout=timeout + 2 * kill_after + 30)
     except BaseException:
         with contextlib.suppress(Exception):
             proc.kill()
             proc.wait(timeout=10)
         raise
     elapsed = time.monotonic() - t0
+    reader.join(5)
+    if reader.is_alive():
+        log("(pytest exited; its output pipe is still held open by a process that outlived it)")
     log(f"EXIT rc={rc} elapsed={elapsed:.2f}s")
     return RunResult(
         cmd=cmd,
         rc=rc,
         elapsed=elapsed,
-        lines=lines,
-        results=results,
-        fault_t=fault_t,
-        down_t=down_t,
-        fault_error=fault_error,
+        lines=list(lines),  # copies: a reader still blocked on the pipe appends no more
+        results=list(results),
+        fault_t=ev["fault_t"],
+        down_t=ev["down_t"],
+        fault_error=ev["fault_error"],
         testrunuid=uid,
     )
 
