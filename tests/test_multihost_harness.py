@@ -104,6 +104,48 @@ def test_baseline_proxy(multihost: MultiHost, tmp_path):
     assert not any("pyexecnetcache" in rec["file"] for rec in recs)  # popen: no rsync
 
 
+@pytest.mark.multihost(ssh=True)
+def test_baseline_ssh(multihost: MultiHost, tmp_path):
+    """Real ssh gateways: key-only login to each namespace's sshd through our own ssh_config."""
+    proj, results = write_sample_project(tmp_path)
+    args = ["-d", *multihost.ssh_specs(), "--rsyncdir", proj, *PLAIN, proj]
+    r = run_pytest(args, cwd=proj, timeout=60, testrunuid=True)
+    assert r.rc == 0, r.text()
+    assert r.counts == Counter(PASSED=40) and r.summary == {"passed": 40}, r.describe()
+    assert set(r.counts_by_node) == {"hostA", "hostB"}
+    recs = r.executed(results)
+    _assert_both_hosts(multihost, recs)
+    for rec in recs:  # a fresh python per ssh session, in its host's own rsync dir
+        assert rec["pid"] not in multihost.server_pids()
+        assert rec["file"].startswith(multihost.host(multihost.host_of_netns(rec["netns"])).hostdir)
+    assert multihost.ssh_clients() == []
+
+
+def test_ssh_client_left_waiting_is_killed_by_down(tmp_path):
+    """An ssh client stuck connecting to a silent host is ours: down() ends it."""
+    mf.require_sshd()
+    mh = MultiHost(ssh=True)
+    try:
+        mh.up()
+        mh.link_down("B")
+        client = subprocess.Popen(
+            ["ssh", "-F", mh.ssh_config, "hostB", "true"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            if mh.ssh_clients():
+                break
+            mf.time.sleep(0.02)
+        assert [c.split(":")[0] for c in mh.ssh_clients()] == [str(client.pid)]
+        assert client.poll() is None, "a silent host: the connect waits"
+    finally:
+        mh.down()
+    assert client.wait(timeout=5) == -9
+    assert mh.leftovers() == []
+
+
 def test_kill_server_is_noticed(multihost: MultiHost, tmp_path):
     """Fault injection works: plain xdist notices a killed server at once (README a2)."""
     proj, _results = write_sample_project(tmp_path)
