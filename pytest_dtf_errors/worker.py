@@ -73,16 +73,41 @@ def wire_safe(value: Any) -> Any:
 
     execnet refuses a lone surrogate ("bad \\udcff text") anywhere in a message;
     xdist then loses the report and stops the session with an INTERNALERROR.
-    Containers are copied only where something changed.
+    One C-speed encode says whether anything needs fixing; only then is the
+    value walked, and containers are copied only where something changed.
     """
-    if type(value) is str:
-        from .record import encodable
+    import json  # already imported by pytest and xdist
 
-        return encodable(value)
+    try:
+        json.dumps(value, ensure_ascii=False, check_circular=False).encode("utf-8")
+    except RecursionError:  # a cycle: execnet could not send it either
+        return value
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return _encodable(value)
+    return value
+
+
+def _encodes(text: object) -> bool:
+    if type(text) is not str or text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encodable(value: Any) -> Any:
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
     if isinstance(value, dict):
         out = None
         for k, v in value.items():
-            k2, v2 = wire_safe(k), wire_safe(v)
+            k2, v2 = _encodable(k), _encodable(v)
             if k2 is not k or v2 is not v:
                 if out is None:
                     out = dict(value)
@@ -91,7 +116,7 @@ def wire_safe(value: Any) -> Any:
                 out[k2] = v2
         return value if out is None else out
     if isinstance(value, (list, tuple)):
-        items = [wire_safe(v) for v in value]
+        items = [_encodable(v) for v in value]
         if any(a is not b for a, b in zip(items, value)):
             return type(value)(items) if type(value) in (list, tuple) else items
         return value
@@ -178,9 +203,12 @@ class WorkerPlugin:
         self, report: pytest.CollectReport | pytest.TestReport
     ) -> Generator[None, dict[str, Any] | None, dict[str, Any] | None]:
         data = yield
-        # a passing report without sections or properties holds no text of the test's
-        if data is None or (report.passed and not report.sections
-                            and not getattr(report, "user_properties", None)):
+        if data is None:
+            return data
+        # a passing report carries the test's text only in its sections and properties
+        if report.passed and not getattr(report, "user_properties", None) and all(
+            _encodes(text) for _name, text in report.sections
+        ):
             return data
         safe: dict[str, Any] | None = wire_safe(data)
         return safe

@@ -270,3 +270,19 @@ def test_printing_a_report_into_a_closed_pipe_ends_quietly(pytester):
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141, err  # what a shell reports for a tool ended by SIGPIPE
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_passing_test_that_logs_unencodable_text_passes_under_xdist(pytester):
+    pytester.makepyfile(test_log=r'''
+import logging
+
+def test_logs():
+    logging.getLogger("app").warning("odd \udcff name")
+
+def test_other():
+    pass
+''')
+    result = run(pytester, "-n", "2", "-rP")
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert outcomes(result) == {"passed": 2}, result.stdout.str()
+    assert "odd \\udcff name" in result.stdout.str()
