@@ -352,11 +352,10 @@ class Controller:
             records.safe_str(report.longrepr, records.MAX_TRACEBACK), phase=phase, worker=att.node
         )
         if phase == "crash" and att.call_passed and self.settings.schedule:
-            # the test passed, then its worker died in the teardown: a teardown error,
-            # counted once (the terminal already counted the passed call); not asked
-            # for, xdist's own count stands (the passed call and a failed crash)
-            phase = "teardown"
-            report.when = "teardown"  # type: ignore[assignment]  # the terminal says "ERROR at teardown"
+            # the test passed, then its worker died (in its teardown): the crash is the
+            # attempt's outcome (retried as any crash), and the terminal's count of the
+            # passed call is taken back: the test is counted once. Not asked for, xdist's
+            # own count stands (the passed call and a failed crash).
             self._uncount(nodeid, ("passed", "flaky"), keep=0)
         att.phase = phase
         # a crash is a failure, as xdist reports it; a setup or teardown failure an error
@@ -503,12 +502,6 @@ class Controller:
         if _dist_each(self.config):
             return Decision(False, reason="--dist each runs every test on every worker: not retried")
         if phase == "teardown":
-            if att.call_passed and (att.error or {}).get("phase") == "crash":
-                return Decision(
-                    False,
-                    reason=f"the test passed, then worker {att.node} died in its teardown: "
-                    "teardown failures are not retried (the test body ran)",
-                )
             return Decision(False, reason="teardown failures are not retried: the test body ran")
         if stats.tripped:  # the breaker's verdict explains every test of its pattern alike
             return Decision(False, reason=self._breaker_reason(att.pattern, stats))

@@ -228,6 +228,8 @@ def test_db(i, db):
 
 # -- one count per test ------------------------------------------------------------
 def test_a_worker_dying_in_teardown_after_a_passed_call_counts_the_test_once(project):
+    # The crash is retried (its teardown may be what killed it), every time:
+    # the final line counts the test once, as the JSON report does.
     p = project(
         """
 import os, pytest
@@ -244,16 +246,18 @@ def test_ok():
 """
     )
     result = run(p, "--dtf-retry", "-n", "2", "--dtf-report", "r.json")
-    summary = load_report(p.path / "r.json")["summary"]
-    line = line_counts(final_line(result))
-    counted = {k: v for k, v in line.items() if k in ("passed", "failed", "error", "errors", "flaky")}
-    assert sum(counted.values()) == 2, final_line(result)
-    assert line.get("passed") == 1 and line.get("errors", line.get("error")) == 1, final_line(result)
-    assert (summary["passed"], summary["error"], summary["flaky"]) == (1, 1, 0)
     assert result.ret == 1
-    dies = next(t for t in load_report(p.path / "r.json")["tests"] if t["nodeid"].endswith("test_dies"))
-    assert dies["outcome"] == "error" and len(dies["attempts"]) == 1  # the body ran; not retried
-    assert "died in its teardown" in dies["attempts"][0]["decision"]["reason"], dies
+    report = load_report(p.path / "r.json")
+    summary = report["summary"]
+    dies = next(t for t in report["tests"] if t["nodeid"].endswith("test_dies"))
+    assert dies["outcome"] in ("failed", "error") and len(dies["attempts"]) == 3
+    line = line_counts(final_line(result))
+    counted = {k: v for k, v in line.items() if k in ("passed", "failed", "errors", "error", "flaky")}
+    assert sum(counted.values()) == 2, final_line(result)
+    for word in ("passed", "failed", "flaky"):
+        assert line.get(word, 0) == summary[word], (word, final_line(result))
+    assert line.get("errors", line.get("error", 0)) == summary["error"], final_line(result)
+    assert line.get("rerun") == summary["retries"] == 2, final_line(result)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -287,4 +291,4 @@ def test_c():
     assert line.get("passed", 0) == summary["passed"], final_line(result)
     assert line.get("errors", line.get("error", 0)) == summary["error"], final_line(result)
     stops = next(t for t in report["tests"] if t["nodeid"].endswith("test_b_stops"))
-    assert stops["outcome"] == "error" and len(stops["attempts"]) == 1
+    assert stops["outcome"] in ("failed", "error") and len(stops["attempts"]) == 1
