@@ -1,9 +1,11 @@
 """Overhead benchmark: 2,000 trivially passing tests at -n 2, with and without the plugin.
 
     .venv/bin/python bench/overhead.py [--repeat 7] [--tests 2000] [--json out.json] [--phases]
+                                       [--loaded] [--no-compile]
 
 Compares ``--dtf-retry`` (the plugin active, retries on) against
-``-p no:dtf_errors`` (the plugin not loaded). pytest-rerunfailures, flaky and
+``-p no:dtf_errors`` (the plugin not loaded); ``--loaded`` compares the
+plugin loaded but not asked (no dtf option) instead. pytest-rerunfailures, flaky and
 pytest-retry are disabled in both. The two configurations alternate
 (off on off on ...; the order flips every other round) ``--repeat`` times;
 the table shows every run, the median and the ratio of the medians. Figures
@@ -66,12 +68,15 @@ def make_suite(root: Path, n: int) -> Path:
     return suite
 
 
-def configs() -> list[Config]:
+def configs(loaded: bool = False) -> list[Config]:
+    """``-p no:dtf_errors`` against ``--dtf-retry``, or (``loaded``) against the plugin loaded, not asked."""
     base = ["-n", "2", "-q", "-p", "no:cacheprovider"]
+    on = (Config("on", "loaded, not asked", base + only("dtf_errors")) if loaded
+          else Config("on", "--dtf-retry", base + only("dtf_errors") + ["--dtf-retry"]))
     return [
         Config("off", "-p no:dtf_errors", base + disable("dtf_errors", "rerunfailures", "flaky",
                                                           "pytest-retry")),
-        Config("on", "--dtf-retry", base + only("dtf_errors") + ["--dtf-retry"]),
+        on,
     ]
 
 
@@ -83,6 +88,8 @@ def main() -> int:
                         help="also time the phases of each session (bench/phase_timing.py)")
     parser.add_argument("--no-compile", action="store_true",
                         help="remove the plugin's bytecode instead of compiling it first")
+    parser.add_argument("--loaded", action="store_true",
+                        help="compare the plugin loaded but not asked (no --dtf-retry) instead")
     args = parser.parse_args()
     compile_plugin(remove=args.no_compile)
 
@@ -95,7 +102,7 @@ def main() -> int:
           f"Python {info['python']}; {info['date']}")
     print(f"suite dir: {suite}")
 
-    off, on = configs()
+    off, on = configs(args.loaded)
     phases_log = root / "phases.log"
     envs: dict[str, dict[str, str]] = {"off": {}, "on": {}}
     if args.phases:

@@ -95,8 +95,10 @@ class XdistGlue:
         controller: Controller,
         host_tags: dict[str, list[str]],
         gpus_per_worker: int = 0,
+        routing: bool = False,
     ) -> None:
         self.config = config
+        self.routing = routing  # hardware routing was asked for: the header shows the workers' tags
         self.gpus_per_worker = gpus_per_worker
         self.controller = controller
         self.host_tags = host_tags  # config: worker id or host -> extra tags
@@ -150,8 +152,7 @@ class XdistGlue:
         rec = self.controller.ledger.node(name)
         tr = self.config.pluginmanager.getplugin("terminalreporter")
         # with -v, like xdist's own per-worker lines, or when hardware routing is asked for
-        matters = rec.gpus is not None or bool(self.host_tags)
-        if tr is not None and (self.config.option.verbose > 0 or matters):
+        if tr is not None and (self.config.option.verbose > 0 or self.routing):
             gpus = f", CUDA_VISIBLE_DEVICES={rec.gpus!r}" if rec.gpus is not None else ""
             tr.write_line(f"[{name}] dtf: host {rec.host}, hardware {','.join(rec.hardware)}{gpus}")
 

@@ -67,7 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from .controller import Controller
     from .ledger import Ledger
 
-    settings.schedule = bool(settings.retry or values["gpus_per_worker"] or values["hardware"])
+    routing = _routing_asked(config, values)
+    settings.schedule = settings.retry or routing
     settings.peer = _active_peer(config)
     settings.peer_installed = _installed_peer(config)
     def make_handler() -> Any:
@@ -85,7 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if _distributed(config):
         from .distributed import XdistGlue
 
-        glue = XdistGlue(config, controller, values["hardware"], values["gpus_per_worker"])
+        glue = XdistGlue(
+            config, controller, values["hardware"], values["gpus_per_worker"], routing=routing
+        )
         config.pluginmanager.register(glue, "dtf_xdist")
     else:
         from .local import LocalRunner
@@ -97,6 +100,16 @@ def pytest_configure(config: pytest.Config) -> None:
             WorkerPlugin(config, "local", lambda: tags, missing=settings.missing_hardware), "dtf_worker"
         )
         _scale_timeouts(config)
+
+
+def _routing_asked(config: pytest.Config, values: dict[str, Any]) -> bool:
+    """Hardware routing was asked for: GPU pinning, a hardware table, ``missing_hardware = "fail"``,
+    or workers given their own hardware (``--tx popen//env:DTF_HARDWARE=cuda``); then dtf's
+    scheduler runs, retries or not."""
+    if values["gpus_per_worker"] or values["hardware"] or values["missing_hardware"] != "skip":
+        return True
+    specs = getattr(config.option, "tx", None) or []
+    return any("env:DTF_HARDWARE=" in str(spec) or "env:CUDA_VISIBLE_DEVICES=" in str(spec) for spec in specs)
 
 
 def _scale_timeouts(config: pytest.Config) -> None:

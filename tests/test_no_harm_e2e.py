@@ -85,14 +85,23 @@ def test_a_few_slow_tests_are_spread_over_all_workers(pytester: pytest.Pytester)
 
 
 def test_loadscope_sends_the_largest_scope_first(pytester: pytest.Pytester) -> None:
-    # xdist's test_workqueue_ordered_by_size, with dtf's scheduler
+    # xdist's test_workqueue_ordered_by_size / _by_input, with dtf's scheduler; one worker runs
+    # the scopes in the order they are sent
     src = "import pytest\n@pytest.mark.parametrize('i', range({}))\ndef test(i):\n    pass\n"
-    pytester.makepyfile(test_a=src.format(10), test_b=src.format(20))
-    result = run(pytester, "-n", "2", "--dist=loadscope", "-v", "--dtf-retry")
-    assert _workers_of(result, "test_a.py::test") == {"gw1": 10}, result.stdout.str()
-    assert _workers_of(result, "test_b.py::test") == {"gw0": 20}
-    kept = run(pytester, "-n", "2", "--dist=loadscope", "-v", "--dtf-retry", "--no-loadscope-reorder")
-    assert _workers_of(kept, "test_a.py::test") == {"gw0": 10}, kept.stdout.str()
+    pytester.makepyfile(test_a=src.format(10), test_b=src.format(20), test_c=src.format(15))
+
+    def file_order(*args: str) -> list[str]:
+        result = run(pytester, "-n", "1", "--dist=loadscope", "-v", "--dtf-retry", *args)
+        assert result.ret == 0, result.stdout.str()
+        order: list[str] = []
+        for line in result.outlines:
+            m = re.match(r"\[gw0\] \[\s*\d+%\] PASSED (test_\w)\.py::", line)
+            if m and m.group(1) not in order:
+                order.append(m.group(1))
+        return order
+
+    assert file_order() == ["test_b", "test_c", "test_a"]
+    assert file_order("--no-loadscope-reorder") == ["test_a", "test_b", "test_c"]
 
 
 @pytest.mark.parametrize("args", [(), ("--dtf-retry",)])
