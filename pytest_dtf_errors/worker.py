@@ -198,6 +198,20 @@ class WorkerPlugin:
             )
         return report
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_warning_recorded(self, warning_message: Any) -> None:
+        # before xdist's worker sends str(message), which execnet refuses with a lone surrogate
+        if not hasattr(self.config, "workerinput"):
+            return
+        try:
+            text = str(warning_message.message)
+        except Exception:  # noqa: BLE001 - a hostile __str__: xdist's problem as before
+            return
+        if not _encodes(text):
+            warning_message.message = _encodable(text)  # xdist sends a plain str as it is
+        if not _encodes(warning_message.filename):
+            warning_message.filename = _encodable(warning_message.filename)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_report_to_serializable(
         self, report: pytest.CollectReport | pytest.TestReport

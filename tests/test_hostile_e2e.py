@@ -286,3 +286,19 @@ def test_other():
     assert "INTERNALERROR" not in result.stdout.str()
     assert outcomes(result) == {"passed": 2}, result.stdout.str()
     assert "odd \\udcff name" in result.stdout.str()
+
+
+def test_a_warning_with_unencodable_text_is_shown_under_xdist(pytester):
+    pytester.makepyfile(test_warn=r'''
+import warnings
+
+def test_warns():
+    warnings.warn("odd \udcff warning")
+
+def test_other():
+    pass
+''')
+    result = run(pytester, "-n", "2")
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert outcomes(result) == {"passed": 2, "warnings": 1}, result.stdout.str()
+    assert "odd \\udcff warning" in result.stdout.str()
