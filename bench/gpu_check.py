@@ -89,7 +89,7 @@ def main() -> int:
         (root / "test_gpu.py").write_text(textwrap.dedent(SUITE))
         (root / "pyproject.toml").write_text("[tool.dtf]\nbreaker_min_tests = 1000\n")
         specs = ["--tx", "2*popen//env:CUDA_VISIBLE_DEVICES=", "--tx", "2*popen"]
-        proc = run(["-d", *specs, "--dtf-retry", "--dtf-report", "r.json", "-v"], root)
+        proc = run(["-d", *specs, "--dtf-retry", "--dtf-report=r.json", "-v"], root)
         out["routing_rc"] = proc.returncode
         report = json.loads((root / "r.json").read_text())
         nodes = {n["id"]: n["hardware"] for n in report["nodes"]}

@@ -190,7 +190,7 @@ def main() -> int:
             run_dir.mkdir()
             env = {"BENCH_DIR": str(run_dir), "BENCH_FAIL": "0" if c.key == "a" else "1"}
             if c.key == "b":  # the JSON report says when each retry was due and sent
-                env["PYTEST_ADDOPTS"] = f"--dtf-report {run_dir / 'report.json'}"
+                env["PYTEST_ADDOPTS"] = f"--dtf-report={run_dir / 'report.json'}"
             t_start = time.time()
             run = run_pytest(c, suite, args.tests, env=env)
             t_end = time.time()

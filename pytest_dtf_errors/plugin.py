@@ -239,15 +239,20 @@ class DtfSession:
             return
         from . import report
 
-        if xmlpath and os.path.exists(xmlpath):
-            report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
-        if path:
-            data = report.build_report(ledger, self.controller.patterns(), run_info=self._run_info(exitstatus))
-            self.config.hook.pytest_dtf_report(report=data, config=self.config)
-            target = Path(path)
-            if not target.is_absolute():
-                target = Path(self.config.invocation_params.dir) / target
-            report.write_atomic(str(target), data)
+        try:
+            if xmlpath and os.path.isfile(xmlpath):  # not --junitxml=/dev/null
+                report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
+            if path:
+                data = report.build_report(ledger, self.controller.patterns(), run_info=self._run_info(exitstatus))
+                self.config.hook.pytest_dtf_report(report=data, config=self.config)
+                target = Path(path)
+                if not target.is_absolute():
+                    target = Path(self.config.invocation_params.dir) / target
+                report.write_atomic(str(target), data)
+        except OSError as exc:  # a directory, a full disk, no permission: say so, no traceback
+            tr = self.config.pluginmanager.getplugin("terminalreporter")
+            if tr is not None:
+                tr.write_line(f"pytest-dtf-errors: report not written: {exc}", red=True)
 
     def _run_info(self, exitstatus: int) -> dict[str, Any]:
         from importlib.metadata import PackageNotFoundError, version

@@ -247,13 +247,7 @@ def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig | None, di
 
 
 def engine_config(loaded: DtfConfig | None) -> DtfConfig:
-    """The engine's config: the user's or the defaults, plus the plugin's own record types."""
-    from .engine.categories import ErrorCategory
+    """The engine's config: the user's or the defaults (the engine knows the plugin's record types)."""
     from .engine.config import load_config
-    from .record import CRASH_TYPES
 
-    cfg = loaded if loaded is not None else load_config({})
-    # worker deaths and hardware mismatches map to categories unless the user mapped them
-    for typename, category in CRASH_TYPES.items():
-        cfg.error_categories.setdefault(typename, ErrorCategory.lookup(category))
-    return cfg
+    return loaded if loaded is not None else load_config({})

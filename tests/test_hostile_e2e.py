@@ -255,7 +255,9 @@ def test_a_report_to_a_directory_is_refused_and_the_directory_left_alone(pyteste
     (target / "keep.txt").write_text("mine")
     result = run(pytester, "-p", "no:xdist", "--dtf-report=reports")
     assert target.is_dir() and (target / "keep.txt").read_text() == "mine"
-    assert "is a directory, not a regular file" in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["pytest-dtf-errors: report not written: *is a directory, not a regular file*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == 1 and outcomes(result) == {"passed": 1, "failed": 1}  # the run's own outcome stands
 
 
 def test_printing_a_report_into_a_closed_pipe_ends_quietly(pytester):
