@@ -104,9 +104,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _routing_asked(config: pytest.Config, values: dict[str, Any]) -> bool:
     """Hardware routing was asked for: GPU pinning, a hardware table, ``missing_hardware = "fail"``,
-    or workers given their own hardware (``--tx popen//env:DTF_HARDWARE=cuda``); then dtf's
-    scheduler runs, retries or not."""
+    a ``pytest_dtf_hardware_tags`` hook (in a conftest.py loaded at start), or workers given their
+    own hardware (``--tx popen//env:DTF_HARDWARE=cuda``); then dtf's scheduler runs, retries or not."""
     if values["gpus_per_worker"] or values["hardware"] or values["missing_hardware"] != "skip":
+        return True
+    if config.pluginmanager.hook.pytest_dtf_hardware_tags.get_hookimpls():
         return True
     specs = getattr(config.option, "tx", None) or []
     return any("env:DTF_HARDWARE=" in str(spec) or "env:CUDA_VISIBLE_DEVICES=" in str(spec) for spec in specs)

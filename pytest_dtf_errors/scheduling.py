@@ -277,7 +277,8 @@ class DtfScheduling:
             group = self.placement.group(nodeid) if self.mode == "loadgroup" else None
             units.setdefault((req, scope_key(nodeid, self.mode, group)), []).append(index)
         ordered = list(units.items())
-        if self.mode != "load" and getattr(self.config.option, "loadscopereorder", True):
+        option = getattr(self.config, "option", None)
+        if self.mode != "load" and getattr(option, "loadscopereorder", True):
             ordered.sort(key=lambda kv: -len(kv[1]))  # the largest scope first, as xdist does
         for (req, _), unit in ordered:
             self._queue(req).append(unit)
