@@ -11,6 +11,8 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from .engine.groups import group_members
+
 RECORD_FIELDS = (
     "type",  # class name, e.g. "ConnectionRefusedError"
     "qualname",  # module-qualified, e.g. "requests.exceptions.ConnectionError"
@@ -99,37 +101,6 @@ def _format_tb(exc: BaseException) -> str:
     return cut(text, MAX_TRACEBACK)
 
 
-# Member types recorded first when a group has more members than a record keeps
-# (the engine's coerce_record does the same; workers do not import the engine).
-_DECISIVE_TYPES = (AssertionError, SyntaxError, ImportError)
-_MAX_GROUP_SCAN = 10_000
-
-
-def _decisive(exc: BaseException, depth: int) -> bool:
-    if isinstance(exc, _DECISIVE_TYPES) or type(exc).__name__ == "Failed":
-        return True
-    members = getattr(exc, "exceptions", None)
-    if depth <= 0 or not isinstance(members, (list, tuple)):
-        return False
-    return any(isinstance(m, BaseException) and _decisive(m, depth - 1)
-               for m in members[:_MAX_GROUP_SCAN])
-
-
-def group_members(exc: BaseException, limit: int) -> list[BaseException]:
-    """Up to ``limit`` members of an exception group: those that may fail the test
-    (assertion, syntax, import, pytest.fail, or a group holding one) first, then
-    the others, each in the group's order, so the classifier sees them wherever
-    they stand."""
-    members = getattr(exc, "exceptions", None)
-    if not isinstance(members, (list, tuple)):
-        return []
-    members = [m for m in members[:_MAX_GROUP_SCAN] if isinstance(m, BaseException)]
-    if len(members) <= limit:
-        return members
-    first = [m for m in members if _decisive(m, MAX_CHAIN)]
-    return (first + [m for m in members if not _decisive(m, MAX_CHAIN)])[:limit]
-
-
 def from_exception(
     exc: BaseException,
     *,
@@ -160,7 +131,7 @@ def from_exception(
         linked = [("cause", exc.__cause__)]
         if not exc.__suppress_context__:
             linked.append(("context", exc.__context__))
-        for member in group_members(exc, MAX_GROUP_MEMBERS):
+        for member in group_members(exc, MAX_GROUP_MEMBERS, MAX_CHAIN):
             linked.append(("group", member))
         for relation, other in linked:
             if isinstance(other, BaseException) and other is not exc:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .categories import ErrorCategory
+from .groups import group_members
 
 if TYPE_CHECKING:
     from .config import DtfConfig, UserRegex
@@ -122,35 +123,6 @@ def coerce_record(error: Any) -> dict[str, Any]:
     return {"type": "", "message": safe_text(error)}
 
 
-# Member types recorded first when a group has more members than a record keeps.
-_DECISIVE_TYPES = (AssertionError, SyntaxError, ImportError)
-_MAX_GROUP_SCAN = 10_000
-
-
-def _decisive(exc: BaseException, depth: int) -> bool:
-    if isinstance(exc, _DECISIVE_TYPES) or type(exc).__name__ == "Failed":
-        return True
-    members = getattr(exc, "exceptions", None)
-    if depth <= 0 or not isinstance(members, (list, tuple)):
-        return False
-    return any(isinstance(m, BaseException) and _decisive(m, depth - 1)
-               for m in members[:_MAX_GROUP_SCAN])
-
-
-def group_members(exc: BaseException, limit: int) -> list[BaseException]:
-    """Up to ``limit`` members of an exception group, those that may fail the test
-    (assertion, syntax, import, pytest.fail, or a group holding one) first, then
-    the others, each in the group's order."""
-    members = getattr(exc, "exceptions", None)
-    if not isinstance(members, (list, tuple)):
-        return []
-    members = [m for m in members[:_MAX_GROUP_SCAN] if isinstance(m, BaseException)]
-    if len(members) <= limit:
-        return members
-    first = [m for m in members if _decisive(m, _MAX_CHAIN_DEPTH)]
-    return (first + [m for m in members if not _decisive(m, _MAX_CHAIN_DEPTH)])[:limit]
-
-
 def _record_from_exception(exc: BaseException, depth: int) -> dict[str, Any]:
     cls = type(exc)
     mod = getattr(cls, "__module__", "") or ""
@@ -174,7 +146,7 @@ def _record_from_exception(exc: BaseException, depth: int) -> dict[str, Any]:
             link["relation"] = "cause" if cur.__cause__ is not None else "context"
             chain.append(link)
             cur = nxt
-        for member in group_members(exc, 8):
+        for member in group_members(exc, 8, _MAX_CHAIN_DEPTH):
                 link = _record_from_exception(member, depth + 1)
                 link["relation"] = "group"
                 chain.append(link)
