@@ -202,6 +202,8 @@ class Controller:
         self.pattern_nodes: dict[str | None, set[str]] = {}  # pattern -> workers it failed on
         self.crashed_on: dict[str, list[str]] = {}  # nodeid -> workers it took down
         self.waiting: set[str] = set()  # retries promised, not started
+        # --dist each: xdist runs every test once on every worker (each run an attempt)
+        self.dist_each = getattr(config.option, "dist", None) == "each"
 
     @property
     def handler(self) -> DistributedErrorHandler:
@@ -267,7 +269,7 @@ class Controller:
                 att.outcome = "skipped"
         elif when == "call":
             att.call_passed = True
-            if att.attempt > 1 and self._failed_before(nodeid, att) and not _dist_each(self.config):
+            if att.attempt > 1 and self._failed_before(nodeid, att) and not self.dist_each:
                 report.dtf_flaky = True  # type: ignore[attr-defined]
                 own = True
         if when == "teardown" or when == "???":
@@ -322,7 +324,7 @@ class Controller:
         att.finished = time.time()
         if att.decision is not None and att.decision.retry:
             return  # a retry is on its way; no final outcome yet
-        if _dist_each(self.config):
+        if self.dist_each:
             # every worker's run is an attempt, closed in any order: failed on any worker is failed
             attempts = self.ledger.test(nodeid).attempts
             if any(a.failed for a in attempts):
@@ -499,7 +501,7 @@ class Controller:
             return Decision(False, reason="retries are off (no --dtf-retry)")
         if s.peer:
             return Decision(False, reason=f"left to {s.peer}, which retries this run")
-        if _dist_each(self.config):
+        if self.dist_each:
             return Decision(False, reason="--dist each runs every test on every worker: not retried")
         if phase == "teardown":
             return Decision(False, reason="teardown failures are not retried: the test body ran")
@@ -868,11 +870,6 @@ class Controller:
 def _policy_retries(policy: Any, category: ErrorCategory) -> bool:
     skip = getattr(policy, "categories_to_skip", None) or ()
     return category not in skip
-
-
-def _dist_each(config: pytest.Config) -> bool:
-    """--dist each: xdist runs every test once on every worker."""
-    return getattr(config.option, "dist", None) == "each"
 
 
 def _teardown_error(att: Attempt, report: pytest.TestReport) -> dict[str, Any]:

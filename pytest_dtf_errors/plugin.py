@@ -7,12 +7,32 @@ Thin on purpose: decisions live in ``controller``, placement in
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+
+def _not_rewritten(finders: Iterable[object]) -> None:
+    """Keep pytest from assertion-rewriting the rest of this package.
+
+    pytest marks every package of an installed pytest11 plugin for assertion
+    rewriting. A rewritten module skips the bytecode pip wrote at install, and
+    under PYTHONDONTWRITEBYTECODE=1 (common in containers) it is parsed, rewritten
+    and compiled again in every process: about 0.2 s per pytest process and per
+    xdist worker here (BENCHMARKS.md). The plugin's own asserts need no rewriting.
+    ``_must_rewrite`` is pytest's (private); without it the modules are rewritten as before.
+    """
+    for finder in finders:
+        marked = getattr(finder, "_must_rewrite", None)
+        if isinstance(marked, set):
+            marked.discard(__package__)
+
+
+_not_rewritten(sys.meta_path)  # before the imports below
 
 from . import settings as dtf_settings
 from .worker import FlushPlugin, TimeoutScaler, WorkerPlugin, attempt_meta
@@ -28,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    _not_rewritten([pluginmanager.rewrite_hook])  # a later session in this process (pytester)
     from . import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
