@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import MODES, outcomes, run
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pytest_dtf_errors"
