@@ -827,13 +827,14 @@ class Controller:
             hook.pytest_runtest_logreport(report=rep)
         hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
-    def finish_unfinished(self, reason: str, outcome: str = "error") -> None:
+    def finish_unfinished(self, reason: str, outcome: str = "error", emit: bool = True) -> None:
         """Every collected test ends with exactly one outcome, even those never run.
 
-        Not asked for retries or routing, the run is pytest's and xdist's own: the
-        ledger (and so the JSON report) records why, the terminal gets no report of ours.
+        Not asked for retries or routing (or ``emit`` False: pytest stopped at a
+        collection error, before any test ran), the run is pytest's and xdist's own:
+        the ledger (and so the JSON report) records why, the terminal gets no report of ours.
         """
-        if not self.settings.schedule:
+        if not self.settings.schedule or not emit:
             self._record_unfinished(reason, outcome)
             return
         for running in self.open.values():

@@ -95,7 +95,11 @@ class LocalRunner:
             stop = session.shouldfail or session.shouldstop
             if stop:
                 reason, outcome = f"session stopped: {stop}", "skipped"
-            self.controller.finish_unfinished(reason, outcome)
+            # pytest stops at a collection error before any test ran, and reports none of them
+            collection_stop = bool(session.testsfailed) and not session.config.option.continue_on_collection_errors
+            if collection_stop and not self.items:
+                reason = "a collection error stopped the session"
+            self.controller.finish_unfinished(reason, outcome, emit=not (collection_stop and not self.items))
 
     def _run_delayed(self, session: pytest.Session) -> None:
         while (self.now or self.later) and not (session.shouldfail or session.shouldstop):

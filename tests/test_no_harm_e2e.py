@@ -122,3 +122,17 @@ def test_foo(x):
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*Different tests were collected between gw* and gw*"])
     assert not [line for line in result.outlines if " PASSED " in line], result.stdout.str()
+
+
+@pytest.mark.parametrize("mode", [["-n", "2"], ["-p", "no:xdist"]], ids=["xdist", "inprocess"])
+def test_a_collection_error_stops_the_run_as_pytest_does(pytester: pytest.Pytester, mode: list[str]) -> None:
+    pytester.makepyfile(test_ok="def test_a():\n    pass\ndef test_b():\n    pass\n",
+                        test_bad="import no_such_module_here\n")
+    # pytest stops at the collection error (exit 2); xdist runs the tests that were collected
+    plain = run(pytester, *mode, "-p", "no:dtf_errors")
+    expected = {"errors": 1} if "no:xdist" in mode else {"passed": 2, "errors": 1}
+    assert outcomes(plain) == expected and plain.ret == (2 if "no:xdist" in mode else 1)
+    for args in ((), ("--dtf-retry",)):
+        result = run(pytester, *mode, *args, "--dtf-report=r.json")
+        assert result.ret == plain.ret, result.stdout.str()
+        assert outcomes(result) == expected, final_line(result)
