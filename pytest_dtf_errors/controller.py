@@ -203,7 +203,7 @@ class Controller:
         self.crashed_on: dict[str, list[str]] = {}  # nodeid -> workers it took down
         self.waiting: set[str] = set()  # retries promised, not started
         # --dist each: xdist runs every test once on every worker (each run an attempt)
-        self.dist_each = getattr(config.option, "dist", None) == "each"
+        self.dist_each = ledger.runs_per_worker = getattr(config.option, "dist", None) == "each"
 
     @property
     def handler(self) -> DistributedErrorHandler:

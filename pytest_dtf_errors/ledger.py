@@ -210,6 +210,8 @@ class Ledger:
         self.nodes: dict[str, NodeRecord] = {}
         self.retry_budget = retry_budget
         self.budget_note: str | None = None  # how the budget was chosen, when it was not given
+        # --dist each: a test's attempts are the workers' runs of it, not retries
+        self.runs_per_worker = False
         self.retries_used = 0
         # {"pattern": id, "reason": str, "tests": [nodeid, ...]} per breaker trip
         self.breaker_trips: list[dict[str, Any]] = []

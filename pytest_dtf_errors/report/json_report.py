@@ -71,7 +71,7 @@ def summary_counts(ledger: Ledger, tests: list[dict[str, Any]] | None = None) ->
         "attempts": attempts,
         # retries: attempts beyond each test's first; budget_used: what counted
         # against --dtf-retry's budget (a crash re-run may not).
-        "retries": sum(rec.retries for rec in ledger),
+        "retries": 0 if ledger.runs_per_worker else sum(rec.retries for rec in ledger),
         "budget": ledger.retry_budget,
         "budget_note": ledger.budget_note,
         "budget_used": ledger.retries_used,
