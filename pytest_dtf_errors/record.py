@@ -161,6 +161,10 @@ CRASH_TYPES = {
 }
 
 
+# How each kind of worker death reads in its record's message.
+CRASH_WORDS = {"WorkerTimeout": "was ended by pytest-timeout", WORKER_LOST: "was lost"}
+
+
 def crash(
     nodeid: str,
     worker: str,
@@ -175,7 +179,8 @@ def crash(
     how = f"killed by {signal_name}" if signal_name else f"exit code {exitcode}"
     if exitcode is None and not signal_name:
         how = "connection lost"
-    message = f"worker {worker!r} crashed while running {nodeid!r} ({how})"
+    ended = CRASH_WORDS.get(typename, "crashed")
+    message = f"worker {worker!r} {ended} while running {nodeid!r} ({how})"
     if detail:
         message += f": {detail}"
     return {

@@ -111,6 +111,7 @@ def test_thread_method_kill_is_a_worker_timeout_and_the_retry_gets_more_time(pro
     first, second = slow["attempts"]
     assert first["category"] == "worker_timeout", first
     assert first["phase"] == "crash"
+    assert "was ended by pytest-timeout while running" in first["error"]["message"], first["error"]
     assert {"kind": "scale_timeout", "factor": 2.0} in first["actions"]
     assert second["outcome"] == "passed"
     assert [n for n, _, _ in attempts_log(p.path / "attempts.log")["slow"]] == [1, 2]
@@ -123,6 +124,6 @@ def test_thread_method_timeout_every_time_fails_the_test(project):
     )
     assert result.ret == 1, result.stdout.str()
     attempts, outcome = _attempts(p)
-    assert outcome in ("failed", "error")  # the worker died in the test
+    assert outcome == "failed"  # the worker died in the test: a failure, as xdist reports it
     assert [a["category"] for a in attempts] == ["worker_timeout", "worker_timeout"]
     assert "Timeout" in result.stdout.str() or "Timeout" in result.stderr.str()
