@@ -77,9 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
             announce=schedule,  # the scheduler routes by the tags: detected now, sent at once
         )
         config.pluginmanager.register(worker, "dtf_worker")
-        if schedule:
+        if schedule:  # retries (and so timeouts to scale) and the flush item come only with it
             config.pluginmanager.register(FlushPlugin(), "dtf_flush")
-        _scale_timeouts(config)
+            _scale_timeouts(config)
         return
     settings, engine_config, values = dtf_settings.load_settings(config)
     if config.option.collectonly:
@@ -120,7 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             WorkerPlugin(config, "local", lambda: tags, missing=settings.missing_hardware), "dtf_worker"
         )
-        _scale_timeouts(config)
+        if settings.retry:
+            _scale_timeouts(config)
 
 
 def _routing_asked(config: pytest.Config, values: dict[str, Any]) -> bool:
