@@ -57,6 +57,19 @@ def log(dtf_attempt):
 '''
 
 
+def project_factory(pytester: pytest.Pytester, toml: str) -> Any:
+    """``make(tests, delay=0.0, extra_toml="")``: a project of one test file that logs its attempts,
+    with ``toml`` (formatted with ``delay``) as its pyproject.toml."""
+
+    def make(tests: str, delay: float = 0.0, extra_toml: str = "") -> pytest.Pytester:
+        pytester.makeconftest(LOGGING_CONFTEST)
+        pytester.makepyprojecttoml(toml.format(delay=delay) + extra_toml)
+        pytester.makepyfile(test_suite=tests)
+        return pytester
+
+    return make
+
+
 def result_words(result: pytest.RunResult, test_name: str) -> list[str]:
     """The outcome words xdist's -v prints for one test, in order ("[gw0] [ 50%] PASSED t.py::x")."""
     return [

@@ -78,6 +78,18 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9]{1,6}$")
 REMOTE_UNSAFE_PLUGINS_OFF = ["-p", "no:rerunfailures", "-p", "no:pytest-retry"]
 
 
+def dtf_args(heartbeat: float) -> list[str]:
+    """A multi-host run's arguments: retries on, a short heartbeat timeout, -v."""
+    return [
+        *REMOTE_UNSAFE_PLUGINS_OFF,  # pytest-rerunfailures' localhost socket cannot cross hosts
+        "-p", "no:warnings",
+        "-p", "no:cacheprovider",
+        "-v",
+        "--dtf-retry",
+        "-o", f"dtf_heartbeat_timeout={heartbeat:g}",
+    ]
+
+
 # --------------------------------------------------------------------------- #
 # small helpers
 # --------------------------------------------------------------------------- #

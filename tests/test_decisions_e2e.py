@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import LOGGING_CONFTEST, MODES, final_line, load_report, outcomes, run
+from conftest import MODES, final_line, load_report, outcomes, project_factory, run
 
 FAST = """
 [tool.dtf.retry_policies.NETWORK_CONNECTION_ERROR]
@@ -27,13 +27,7 @@ retry_jitter = 0.0
 
 @pytest.fixture
 def project(pytester: pytest.Pytester):
-    def make(tests: str, delay: float = 0.0, extra_toml: str = "") -> pytest.Pytester:
-        pytester.makeconftest(LOGGING_CONFTEST)
-        pytester.makepyprojecttoml(FAST.format(delay=delay) + extra_toml)
-        pytester.makepyfile(test_suite=tests)
-        return pytester
-
-    return make
+    return project_factory(pytester, FAST)
 
 
 def line_counts(line: str) -> dict[str, int]:

@@ -17,14 +17,7 @@ from multihost_fixture import MultiHost, run_pytest, write_sample_project
 from pytest_dtf_errors.report import validate
 
 HEARTBEAT = 5.0
-COMMON = [
-    *mf.REMOTE_UNSAFE_PLUGINS_OFF,  # pytest-rerunfailures' localhost socket cannot cross hosts
-    "-p", "no:warnings",
-    "-p", "no:cacheprovider",
-    "-v",
-    "--dtf-retry",
-    "-o", f"dtf_heartbeat_timeout={HEARTBEAT:g}",
-]
+COMMON = mf.dtf_args(HEARTBEAT)
 
 
 def _check(r: mf.RunResult, report_path, n: int = 40) -> dict:

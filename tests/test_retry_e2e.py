@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LOGGING_CONFTEST, MODES, attempts_log, load_report, outcomes, run
+from conftest import MODES, attempts_log, load_report, outcomes, project_factory, run
 
 # Fast, jitter-free policies so timings are predictable.
 FAST = """
@@ -16,13 +16,7 @@ retry_jitter = 0.0
 
 @pytest.fixture
 def project(pytester: pytest.Pytester):
-    def make(tests: str, delay: float = 0.0, extra_toml: str = "") -> pytest.Pytester:
-        pytester.makeconftest(LOGGING_CONFTEST)
-        pytester.makepyprojecttoml(FAST.format(delay=delay) + extra_toml)
-        pytester.makepyfile(test_suite=tests)
-        return pytester
-
-    return make
+    return project_factory(pytester, FAST)
 
 
 NETWORK_ONCE = """

@@ -22,14 +22,7 @@ HEARTBEAT = 3.0
 # silent host), the reachability probe (3 s at most) and a slow start-up margin
 # on a loaded 2-core box; the hang this guards against lasted minutes
 END_BOUND = HEARTBEAT + 12
-COMMON = [
-    *mf.REMOTE_UNSAFE_PLUGINS_OFF,
-    "-p", "no:warnings",
-    "-p", "no:cacheprovider",
-    "-v",
-    "--dtf-retry",
-    "-o", f"dtf_heartbeat_timeout={HEARTBEAT:g}",
-]
+COMMON = mf.dtf_args(HEARTBEAT)
 
 pytestmark = pytest.mark.multihost(ssh=True)
 
