@@ -318,7 +318,10 @@ def netns_required() -> bool:
 def require_netns() -> None:
     """Skip the calling test when root / network namespaces / ip, ss, setsid are
     unavailable; with ``DTF_REQUIRE_NETNS=1`` (CI) fail instead of skipping."""
-    reason = netns_unavailable_reason()
+    _require(netns_unavailable_reason())
+
+
+def _require(reason: str | None) -> None:
     if reason is None:
         return
     if netns_required():
@@ -338,12 +341,7 @@ def sshd_unavailable_reason() -> str | None:
 
 def require_sshd() -> None:
     """Like require_netns(), for MultiHost(ssh=True): also needs ssh, ssh-keygen and sshd."""
-    reason = sshd_unavailable_reason()
-    if reason is None:
-        return
-    if netns_required():
-        pytest.fail(f"DTF_REQUIRE_NETNS=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+    _require(sshd_unavailable_reason())
 
 
 # --------------------------------------------------------------------------- #
