@@ -642,15 +642,17 @@ def _quiet_exit(gateway: Any) -> None:
         gateway._io.close_write()
 
 
-def _kill_client(gateway: Any) -> None:
+def _kill_client(gateway: Any, wait: bool = True) -> None:
     """Kill the local process behind a lost gateway (the ``ssh`` client of an ssh
-    gateway): waiting on a silent host, it would outlive the session."""
+    gateway): waiting on a silent host, it would outlive the session. ``wait``
+    reaps it (never on the loop thread: that may take TEARDOWN_TIMEOUT)."""
     popen = getattr(getattr(gateway, "_io", None), "popen", None)
     if popen is not None:
         with contextlib.suppress(OSError):
             popen.kill()
-        with contextlib.suppress(Exception):
-            popen.wait(timeout=TEARDOWN_TIMEOUT)
+        if wait:
+            with contextlib.suppress(Exception):
+                popen.wait(timeout=TEARDOWN_TIMEOUT)
 
 
 def _stop_local(node: Any) -> None:
@@ -660,10 +662,7 @@ def _stop_local(node: Any) -> None:
     spec = node.gateway.spec
     if not (getattr(spec, "popen", False) or getattr(spec, "ssh", None)) or getattr(spec, "via", None):
         return
-    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
-    if popen is not None:
-        with contextlib.suppress(OSError):
-            popen.kill()
+    _kill_client(node.gateway, wait=False)  # called on the loop thread
 
 
 def _exit_status(node: Any) -> tuple[int | None, str | None]:
