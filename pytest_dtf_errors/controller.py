@@ -221,8 +221,8 @@ class Controller:
     def collected(self, nodeids: list[str]) -> None:
         self.ledger.collected(nodeids)
         if self.ledger.retry_budget is None:
-            if self.settings.budget is not None:
-                self.ledger.retry_budget = self.settings.budget
+            if self.settings.retry_budget is not None:
+                self.ledger.retry_budget = self.settings.retry_budget
             else:
                 self.ledger.retry_budget = default_budget(len(nodeids))
                 self.ledger.budget_note = DEFAULT_BUDGET_TEXT

@@ -81,14 +81,14 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(FlushPlugin(), "dtf_flush")
             _scale_timeouts(config)
         return
-    settings, engine_config, values = dtf_settings.load_settings(config)
+    settings, engine_config = dtf_settings.load_settings(config)
     if config.option.collectonly:
         return
     # the controller's rooms: not imported on workers
     from .controller import Controller
     from .ledger import Ledger
 
-    routing = _routing_asked(config, values)
+    routing = _routing_asked(config, settings)
     settings.schedule = settings.retry or routing
     settings.peer = _active_peer(config)
     settings.peer_installed = _installed_peer(config)
@@ -100,21 +100,21 @@ def pytest_configure(config: pytest.Config) -> None:
             handler.recovery_strategies.extend(strategies or [])
         return handler
 
-    ledger = Ledger(retry_budget=settings.budget)
+    ledger = Ledger(retry_budget=settings.retry_budget)
     controller = Controller(config, settings, make_handler, ledger)
-    session = DtfSession(config, controller, values)
+    session = DtfSession(config, controller)
     config.pluginmanager.register(session, CONTROLLER)
     if _distributed(config):
         from .distributed import XdistGlue
 
         glue = XdistGlue(
-            config, controller, values["hardware"], values["gpus_per_worker"], routing=routing
+            config, controller, settings.hardware, settings.gpus_per_worker, routing=routing
         )
         config.pluginmanager.register(glue, "dtf_xdist")
     else:
         from .local import LocalRunner
 
-        tags = _local_tags(config, values["hardware"])
+        tags = _local_tags(config, settings.hardware)
         ledger.node("local").hardware = tags
         config.pluginmanager.register(LocalRunner(controller), "dtf_local")
         config.pluginmanager.register(
@@ -124,11 +124,11 @@ def pytest_configure(config: pytest.Config) -> None:
             _scale_timeouts(config)
 
 
-def _routing_asked(config: pytest.Config, values: dict[str, Any]) -> bool:
+def _routing_asked(config: pytest.Config, settings: dtf_settings.Settings) -> bool:
     """Hardware routing was asked for: GPU pinning, a hardware table, ``missing_hardware = "fail"``,
     a ``pytest_dtf_hardware_tags`` hook (in a conftest.py loaded at start), or workers given their
     own hardware (``--tx popen//env:DTF_HARDWARE=cuda``); then dtf's scheduler runs, retries or not."""
-    if values["gpus_per_worker"] or values["hardware"] or values["missing_hardware"] != "skip":
+    if settings.gpus_per_worker or settings.hardware or settings.missing_hardware != "skip":
         return True
     if config.pluginmanager.hook.pytest_dtf_hardware_tags.get_hookimpls():
         return True
@@ -210,10 +210,9 @@ class OutcomeWords:
 class DtfSession:
     """Session-level hooks on the controller: outcomes, summary, reports, exit status."""
 
-    def __init__(self, config: pytest.Config, controller: Controller, values: dict[str, Any]) -> None:
+    def __init__(self, config: pytest.Config, controller: Controller) -> None:
         self.config = config
         self.controller = controller
-        self.values = values
         self.words: OutcomeWords | None = None
         self.collection_errors: dict[str, str] = {}  # nodeid -> message (each worker reports it)
 
@@ -258,7 +257,7 @@ class DtfSession:
     def _write_reports(self, exitstatus: int) -> None:
         ledger = self.controller.ledger
         xmlpath = getattr(self.config.option, "xmlpath", None)
-        path = self.values.get("report")
+        path = self.controller.settings.report
         if not path and not xmlpath:
             return
         from . import report

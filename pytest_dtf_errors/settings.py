@@ -1,7 +1,9 @@
 """Options, ini keys and config keys of the plugin, validated in one place.
 
-Every option is listed once in OPTIONS; ``plugin.py`` registers them and
-``load_settings`` turns command line, ini and ``[tool.dtf]`` into one
+Every option is declared once, as an ``Option`` on ``Settings``: that is its
+attribute, its ``[tool.dtf]`` key, its ini key ``dtf_<key>``, its flag and its
+help. ``OPTIONS`` is collected from the class; ``plugin.py`` registers them
+and ``load_settings`` turns command line, ini and ``[tool.dtf]`` into one
 validated ``Settings`` plus the engine's config. A mistake is a UsageError
 naming the key.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 import pytest
 
@@ -26,51 +28,14 @@ EXIT_FLAKY = 6
 # of the settings: workers neither read nor validate the config themselves
 WORKERINPUT_KEY = "dtf_settings"
 
+T = TypeVar("T")
+N = TypeVar("N", int, float)
 
-@final
-class Settings:
-    """The run-level knobs, validated by the plugin (a plain class: no dataclass to build at import)."""
-
-    __slots__ = (
-        "breaker_min_failed_retries", "breaker_min_tests", "budget", "fail_on_flaky",
-        "heartbeat_timeout", "max_retries", "missing_hardware", "peer", "peer_installed",
-        "quarantine_threshold", "retry", "schedule",
-    )
-
-    def __init__(
-        self,
-        retry: bool = False,
-        max_retries: int | None = None,
-        budget: int | None = None,
-        fail_on_flaky: bool = False,
-        breaker_min_tests: int = 3,
-        breaker_min_failed_retries: int = 3,
-        quarantine_threshold: int = 3,
-        missing_hardware: str = "skip",
-        heartbeat_timeout: float = 10.0,
-    ) -> None:
-        self.retry = retry
-        self.max_retries = max_retries
-        self.budget = budget  # None: derived from the collection size
-        self.fail_on_flaky = fail_on_flaky
-        self.breaker_min_tests = breaker_min_tests
-        self.breaker_min_failed_retries = breaker_min_failed_retries
-        self.quarantine_threshold = quarantine_threshold
-        self.missing_hardware = missing_hardware
-        self.heartbeat_timeout = heartbeat_timeout
-        self.peer: str | None = None  # an active peer retry plugin that owns retries
-        self.peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
-        # dtf's scheduler runs only when asked: retries, GPU pinning or per-worker hardware tags;
-        # otherwise xdist's own scheduler runs, unchanged
-        self.schedule = retry
-
-    def for_workers(self) -> dict[str, Any]:
-        """What a worker needs (plain data: it travels in xdist's workerinput)."""
-        return {"retry": self.retry, "schedule": self.schedule, "missing": self.missing_hardware}
+Check = Callable[[object, str], T]  # (raw value, key or flag for the message) -> value
 
 
-def _number(kind: type, minimum: float, maximum: float = math.inf) -> Callable[[object, str], Any]:
-    def check(value: object, key: str) -> Any:
+def _number(kind: type[N], minimum: float, maximum: float = math.inf) -> Check[N]:
+    def check(value: object, key: str) -> N:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(key, f"must be a {kind.__name__}, got {type(value).__name__}")
         try:
@@ -96,7 +61,11 @@ def _bool(value: object, key: str) -> bool:
     raise ConfigError(key, f"must be true or false, got {value!r}")
 
 
-def _choice(*choices: str) -> Callable[[object, str], str]:
+def _text(value: object, key: str) -> str:
+    return str(value)
+
+
+def _choice(*choices: str) -> Check[str]:
     def check(value: object, key: str) -> str:
         if value not in choices:
             raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}")
@@ -119,50 +88,107 @@ def _tag_map(value: object, key: str) -> dict[str, list[str]]:
 
 
 @final
-class Option:
-    """One setting: its config key, ini key, command-line flag, default and check."""
+class Option(Generic[T]):
+    """One setting, declared on ``Settings``: its default, check, help, flag and ini key.
+
+    A descriptor: ``Settings.max_retries`` is the Option, ``settings.max_retries``
+    its value (typed ``T``). The key is the attribute's name.
+    """
 
     __slots__ = ("check", "default", "flag", "help", "ini", "key")
 
     def __init__(
         self,
-        key: str,
-        default: Any,
-        check: Callable[[object, str], Any],
+        default: T,
+        check: Check[T],
         help: str,
+        *,
         flag: str | None = None,
         ini: bool = True,
     ) -> None:
-        self.key = key
+        self.key = ""  # set by __set_name__
         self.default = default
         self.check = check
         self.help = help
         self.flag = flag  # command-line option
-        self.ini = ini
+        self.ini = ini  # an ini key dtf_<key>
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Option[T]: ...
+    @overload
+    def __get__(self, obj: Settings, owner: type | None = None) -> T: ...
+    def __get__(self, obj: Settings | None, owner: type | None = None) -> Option[T] | T:
+        if obj is None:
+            return self
+        value: T = obj._values[self.key]
+        return value
+
+    def __set__(self, obj: Settings, value: T) -> None:
+        obj._values[self.key] = value
 
 
-OPTIONS = (
-    Option("retry", False, _bool, "retry failures worth retrying, by category policy", "--dtf-retry"),
-    Option("max_retries", None, _number(int, 0, 1000), "global cap on retries per test, over the category policies", "--dtf-max-retries"),
-    Option("retry_budget", None, _number(int, 0, 10**7), "suite-wide cap on retries, a last resort against retry storms (default: half the collected tests, at least 100)", "--dtf-retry-budget"),
-    Option("fail_on_flaky", False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", "--dtf-fail-on-flaky"),
-    Option("report", None, lambda v, k: str(v), "write the JSON error report to this path", "--dtf-report"),
-    Option("gpus_per_worker", 0, _number(int, 0, 1024), "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES", "--dtf-gpus-per-worker"),
-    Option("heartbeat_timeout", 10.0, _number(float, 0.5, 86400), "seconds without a heartbeat before a worker is declared lost"),
-    Option("missing_hardware", "skip", _choice("skip", "fail"), "what a test gets when no worker has its hardware"),
-    Option("quarantine_threshold", 3, _number(int, 1, 10**6), "distinct tests failing only on one worker (and passing elsewhere) that quarantine it"),
-    Option("breaker_min_tests", 3, _number(int, 1, 10**6), "distinct tests a pattern needs before the breaker may stop its retries"),
-    Option("breaker_min_failed_retries", 3, _number(int, 1, 10**6), "failed retries of a pattern, none helping, that trip the breaker"),
-    Option("hardware", {}, _tag_map, "extra hardware tags per worker id or host, e.g. {gw0 = [\"cuda\"]}", ini=False),
-)
+@final
+class Settings:
+    """The run-level knobs, validated by the plugin (a plain class: no dataclass to build at import).
+
+    ``Settings()`` is the defaults; ``Settings(retry=True, max_retries=2)`` sets options by key,
+    unchecked (``load_settings`` checks what the user wrote).
+    """
+
+    __slots__ = ("_values", "peer", "peer_installed", "schedule")
+
+    retry = Option[bool](False, _bool, "retry failures worth retrying, by category policy", flag="--dtf-retry")
+    max_retries = Option[int | None](None, _number(int, 0, 1000), "global cap on retries per test, over the category policies", flag="--dtf-max-retries")
+    # None: derived from the collection size
+    retry_budget = Option[int | None](None, _number(int, 0, 10**7), "suite-wide cap on retries, a last resort against retry storms (default: half the collected tests, at least 100)", flag="--dtf-retry-budget")
+    fail_on_flaky = Option[bool](False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", flag="--dtf-fail-on-flaky")
+    report = Option[str | None](None, _text, "write the JSON error report to this path", flag="--dtf-report")
+    gpus_per_worker = Option[int](0, _number(int, 0, 1024), "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES", flag="--dtf-gpus-per-worker")
+    heartbeat_timeout = Option[float](10.0, _number(float, 0.5, 86400), "seconds without a heartbeat before a worker is declared lost")
+    missing_hardware = Option[str]("skip", _choice("skip", "fail"), "what a test gets when no worker has its hardware")
+    quarantine_threshold = Option[int](3, _number(int, 1, 10**6), "distinct tests failing only on one worker (and passing elsewhere) that quarantine it")
+    breaker_min_tests = Option[int](3, _number(int, 1, 10**6), "distinct tests a pattern needs before the breaker may stop its retries")
+    breaker_min_failed_retries = Option[int](3, _number(int, 1, 10**6), "failed retries of a pattern, none helping, that trip the breaker")
+    hardware = Option[dict[str, list[str]]]({}, _tag_map, "extra hardware tags per worker id or host, e.g. {gw0 = [\"cuda\"]}", ini=False)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = values.keys() - BY_KEY.keys()
+        if unknown:
+            raise TypeError(f"Settings() got unknown options: {', '.join(sorted(unknown))}")
+        self._values: dict[str, Any] = {
+            o.key: values[o.key] if o.key in values else _fresh(o.default) for o in OPTIONS
+        }
+        self.peer: str | None = None  # an active peer retry plugin that owns retries
+        self.peer_installed: str | None = None  # owns tests marked @pytest.mark.flaky
+        # dtf's scheduler runs only when asked: retries, GPU pinning or per-worker hardware tags;
+        # otherwise xdist's own scheduler runs, unchanged
+        self.schedule: bool = self.retry
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+    def for_workers(self) -> dict[str, Any]:
+        """What a worker needs (plain data: it travels in xdist's workerinput)."""
+        return {"retry": self.retry, "schedule": self.schedule, "missing": self.missing_hardware}
+
+
+def _fresh(default: T) -> T:
+    """A default of its own for each Settings (the hardware table is a dict)."""
+    return type(default)(default) if isinstance(default, dict) else default
+
+
+OPTIONS: tuple[Option[Any], ...] = tuple(v for v in vars(Settings).values() if isinstance(v, Option))
 BY_KEY = {o.key: o for o in OPTIONS}
 
 
-def ini_name(option: Option) -> str:
+def ini_name(option: Option[Any]) -> str:
     return f"dtf_{option.key}"
 
 
-def dest(option: Option) -> str:
+def dest(option: Option[Any]) -> str:
     return f"dtf_{option.key}"
 
 
@@ -209,7 +235,7 @@ def _engine_config(config: pytest.Config) -> DtfConfig | None:
     return None
 
 
-def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig | None, dict[str, Any]]:
+def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig | None]:
     """Command line over ini over [tool.dtf] / --dtf-config over defaults.
 
     The engine's config is None when the project has none; ``engine_config``
@@ -220,30 +246,19 @@ def load_settings(config: pytest.Config) -> tuple[Settings, DtfConfig | None, di
         extras = engine_config.extras if engine_config is not None else {}
         values: dict[str, Any] = {}
         for o in OPTIONS:
-            value = extras.get(o.key, o.default)
+            if o.key in extras:
+                values[o.key] = extras[o.key]
             if o.ini:
                 raw = config.getini(ini_name(o))
                 if raw not in (None, "", []):
-                    value = o.check(raw, ini_name(o))
+                    values[o.key] = o.check(raw, ini_name(o))
             if o.flag:
                 cli = config.getoption(dest(o))
                 if cli is not None:
-                    value = o.check(cli, o.flag)
-            values[o.key] = value
+                    values[o.key] = o.check(cli, o.flag)
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-dtf-errors: {exc}") from None
-    settings = Settings(
-        retry=bool(values["retry"]),
-        max_retries=values["max_retries"],
-        budget=values["retry_budget"],
-        fail_on_flaky=bool(values["fail_on_flaky"]),
-        breaker_min_tests=values["breaker_min_tests"],
-        breaker_min_failed_retries=values["breaker_min_failed_retries"],
-        quarantine_threshold=values["quarantine_threshold"],
-        missing_hardware=values["missing_hardware"],
-        heartbeat_timeout=values["heartbeat_timeout"],
-    )
-    return settings, engine_config, values
+    return Settings(**values), engine_config
 
 
 def engine_config(loaded: DtfConfig | None) -> DtfConfig:
