@@ -140,19 +140,19 @@ class Settings:
 
     __slots__ = ("_values", "peer", "peer_installed", "schedule")
 
-    retry = Option[bool](False, _bool, "retry failures worth retrying, by category policy", flag="--dtf-retry")
-    max_retries = Option[int | None](None, _number(int, 0, 1000), "global cap on retries per test, over the category policies", flag="--dtf-max-retries")
+    retry: Option[bool] = Option(False, _bool, "retry failures worth retrying, by category policy", flag="--dtf-retry")
+    max_retries: Option[int | None] = Option(None, _number(int, 0, 1000), "global cap on retries per test, over the category policies", flag="--dtf-max-retries")
     # None: derived from the collection size
-    retry_budget = Option[int | None](None, _number(int, 0, 10**7), "suite-wide cap on retries, a last resort against retry storms (default: half the collected tests, at least 100)", flag="--dtf-retry-budget")
-    fail_on_flaky = Option[bool](False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", flag="--dtf-fail-on-flaky")
-    report = Option[str | None](None, _text, "write the JSON error report to this path", flag="--dtf-report")
-    gpus_per_worker = Option[int](0, _number(int, 0, 1024), "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES", flag="--dtf-gpus-per-worker")
-    heartbeat_timeout = Option[float](10.0, _number(float, 0.5, 86400), "seconds without a heartbeat before a worker is declared lost")
-    missing_hardware = Option[str]("skip", _choice("skip", "fail"), "what a test gets when no worker has its hardware")
-    quarantine_threshold = Option[int](3, _number(int, 1, 10**6), "distinct tests failing only on one worker (and passing elsewhere) that quarantine it")
-    breaker_min_tests = Option[int](3, _number(int, 1, 10**6), "distinct tests a pattern needs before the breaker may stop its retries")
-    breaker_min_failed_retries = Option[int](3, _number(int, 1, 10**6), "failed retries of a pattern, none helping, that trip the breaker")
-    hardware = Option[dict[str, list[str]]]({}, _tag_map, "extra hardware tags per worker id or host, e.g. {gw0 = [\"cuda\"]}", ini=False)
+    retry_budget: Option[int | None] = Option(None, _number(int, 0, 10**7), "suite-wide cap on retries, a last resort against retry storms (default: half the collected tests, at least 100)", flag="--dtf-retry-budget")
+    fail_on_flaky: Option[bool] = Option(False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", flag="--dtf-fail-on-flaky")
+    report: Option[str | None] = Option(None, _text, "write the JSON error report to this path", flag="--dtf-report")
+    gpus_per_worker: Option[int] = Option(0, _number(int, 0, 1024), "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES", flag="--dtf-gpus-per-worker")
+    heartbeat_timeout: Option[float] = Option(10.0, _number(float, 0.5, 86400), "seconds without a heartbeat before a worker is declared lost")
+    missing_hardware: Option[str] = Option("skip", _choice("skip", "fail"), "what a test gets when no worker has its hardware")
+    quarantine_threshold: Option[int] = Option(3, _number(int, 1, 10**6), "distinct tests failing only on one worker (and passing elsewhere) that quarantine it")
+    breaker_min_tests: Option[int] = Option(3, _number(int, 1, 10**6), "distinct tests a pattern needs before the breaker may stop its retries")
+    breaker_min_failed_retries: Option[int] = Option(3, _number(int, 1, 10**6), "failed retries of a pattern, none helping, that trip the breaker")
+    hardware: Option[dict[str, list[str]]] = Option({}, _tag_map, "extra hardware tags per worker id or host, e.g. {gw0 = [\"cuda\"]}", ini=False)
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - BY_KEY.keys()
