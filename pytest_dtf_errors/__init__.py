@@ -13,52 +13,43 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "DistributedErrorHandler": "engine",
-    "ErrorCategory": "engine",
-    "HardwareRecoveryStrategy": "engine",
-    "NetworkRecoveryStrategy": "engine",
-    "RecoveryStrategy": "engine",
-    "ResourceRecoveryStrategy": "engine",
-    "RetryPolicy": "engine",
-    "TestExecutionRecoveryStrategy": "engine",
-    "WorkerRecoveryStrategy": "engine",
+# The public API, the one list: name -> the module that defines it, imported on first use.
+_PUBLIC = {
+    "DistributedErrorHandler": "engine.handler",
+    "ErrorCategory": "engine.categories",
+    "HardwareRecoveryStrategy": "engine.recovery",
+    "NetworkRecoveryStrategy": "engine.recovery",
+    "RecoveryStrategy": "engine.recovery",
+    "ResourceRecoveryStrategy": "engine.recovery",
+    "RetryPolicy": "engine.retry",
+    "TestExecutionRecoveryStrategy": "engine.recovery",
+    "WorkerRecoveryStrategy": "engine.recovery",
     "integrate_error_handler": "coordinator_error_integration",
 }
 
-__all__ = [
-    "DistributedErrorHandler",
-    "ErrorCategory",
-    "HardwareRecoveryStrategy",
-    "NetworkRecoveryStrategy",
-    "RecoveryStrategy",
-    "ResourceRecoveryStrategy",
-    "RetryPolicy",
-    "TestExecutionRecoveryStrategy",
-    "WorkerRecoveryStrategy",
-    "__version__",
-    "integrate_error_handler",
-]
+__all__ = ["__version__"] + list(_PUBLIC)
 
-if TYPE_CHECKING:
-    from .coordinator_error_integration import integrate_error_handler
-    from .engine import (
-        DistributedErrorHandler,
-        ErrorCategory,
-        HardwareRecoveryStrategy,
-        NetworkRecoveryStrategy,
-        RecoveryStrategy,
-        ResourceRecoveryStrategy,
-        RetryPolicy,
-        TestExecutionRecoveryStrategy,
-        WorkerRecoveryStrategy,
-    )
+if TYPE_CHECKING:  # for type checkers only: tests/test_exports_unit.py holds it to _PUBLIC
+    from .coordinator_error_integration import integrate_error_handler as integrate_error_handler
+    from .engine.categories import ErrorCategory as ErrorCategory
+    from .engine.handler import DistributedErrorHandler as DistributedErrorHandler
+    from .engine.recovery import HardwareRecoveryStrategy as HardwareRecoveryStrategy
+    from .engine.recovery import NetworkRecoveryStrategy as NetworkRecoveryStrategy
+    from .engine.recovery import RecoveryStrategy as RecoveryStrategy
+    from .engine.recovery import ResourceRecoveryStrategy as ResourceRecoveryStrategy
+    from .engine.recovery import TestExecutionRecoveryStrategy as TestExecutionRecoveryStrategy
+    from .engine.recovery import WorkerRecoveryStrategy as WorkerRecoveryStrategy
+    from .engine.retry import RetryPolicy as RetryPolicy
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
+    module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
+    globals()[name] = value  # once: later reads do not come here
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
