@@ -1,0 +1,1 @@
+"""Everything that knows pytest-xdist or execnet: hooks, scheduler, link, patches."""
