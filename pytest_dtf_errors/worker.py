@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-# record (and hardware) are imported on first need: a worker of a run that did
-# not ask for dtf pays no start-up for them (under PYTHONDONTWRITEBYTECODE pytest
+# engine.record (and hardware) are imported on first need: a worker of a run that
+# did not ask for dtf pays no start-up for them (under PYTHONDONTWRITEBYTECODE pytest
 # rewrites and compiles every imported module of a plugin in every process)
 
 # Attempt metadata for in-process runs; xdist workers get theirs over the link.
@@ -66,61 +66,6 @@ def xdist_groups(items: list[pytest.Item]) -> dict[str, str]:
         if names:
             groups[item.nodeid] = "_".join(sorted(names))
     return groups
-
-
-def wire_safe(value: Any) -> Any:
-    """``value`` (a serialized report) with every string UTF-8 encodable.
-
-    execnet refuses a lone surrogate ("bad \\udcff text") anywhere in a message;
-    xdist then loses the report and stops the session with an INTERNALERROR.
-    One C-speed encode says whether anything needs fixing; only then is the
-    value walked, and containers are copied only where something changed.
-    """
-    import json  # already imported by pytest and xdist
-
-    try:
-        json.dumps(value, ensure_ascii=False, check_circular=False).encode("utf-8")
-    except RecursionError:  # a cycle: execnet could not send it either
-        return value
-    except (UnicodeEncodeError, TypeError, ValueError):
-        return _encodable(value)
-    return value
-
-
-def _encodes(text: object) -> bool:
-    if type(text) is not str or text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _encodable(value: Any) -> Any:
-    if type(value) is str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return value
-    if isinstance(value, dict):
-        out = None
-        for k, v in value.items():
-            k2, v2 = _encodable(k), _encodable(v)
-            if k2 is not k or v2 is not v:
-                if out is None:
-                    out = dict(value)
-                if k2 is not k:
-                    del out[k]
-                out[k2] = v2
-        return value if out is None else out
-    if isinstance(value, (list, tuple)):
-        items = [_encodable(v) for v in value]
-        if any(a is not b for a, b in zip(items, value)):
-            return type(value)(items) if type(value) in (list, tuple) else items
-        return value
-    return value
 
 
 class WorkerPlugin:
@@ -186,16 +131,16 @@ class WorkerPlugin:
         if item.get_closest_marker("flaky") is not None:
             report.dtf_peer_marked = True  # type: ignore[attr-defined]
         if call.excinfo is not None:
-            from . import record
+            from .engine.record import from_exception, to_wire
 
-            report.dtf_error = record.from_exception(  # type: ignore[attr-defined]
+            report.dtf_error = to_wire(from_exception(  # type: ignore[attr-defined]
                 call.excinfo.value,
                 phase=call.when,
                 worker=self.worker_id,
                 hardware=self.tags,
                 stderr=report.capstderr,
                 rootdir=self.rootdir,
-            )
+            ))
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -207,6 +152,8 @@ class WorkerPlugin:
             text = str(warning_message.message)
         except Exception:  # noqa: BLE001 - a hostile __str__: xdist's problem as before
             return
+        from .engine.record import _encodable, _encodes
+
         if not _encodes(text):
             warning_message.message = _encodable(text)  # xdist sends a plain str as it is
         if not _encodes(warning_message.filename):
@@ -220,12 +167,14 @@ class WorkerPlugin:
         if data is None:
             return data
         # a passing report carries the test's text only in its sections and properties
-        if report.passed and not getattr(report, "user_properties", None) and all(
-            _encodes(text) for _name, text in report.sections
-        ):
+        passed = report.passed and not getattr(report, "user_properties", None)
+        if passed and all(type(text) is not str or text.isascii() for _name, text in report.sections):
+            return data  # ASCII encodes: most passing reports never import engine.record
+        from .engine.record import _encodes, wire_safe
+
+        if passed and all(_encodes(text) for _name, text in report.sections):
             return data
-        safe: dict[str, Any] | None = wire_safe(data)
-        return safe
+        return wire_safe(data)
 
 
 class HardwareGuard:

@@ -1,4 +1,5 @@
-"""The worker-side error record: bounded, JSON-ready, whatever the exception does."""
+"""The error record: bounded, JSON-ready, whatever the exception does; one builder for the
+guide API and the plugin, and one wire format between worker and controller."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_dtf_errors import record
-from pytest_dtf_errors.engine import DistributedErrorHandler
+from pytest_dtf_errors.engine import DistributedErrorHandler, ErrorClassifier, record
 
 
 class NoStr(Exception):
@@ -123,6 +123,8 @@ def test_a_lone_surrogate_is_kept_as_an_escape():
     assert record.encodable("naïve ü") == "naïve ü"
     odd = type("OddError", (Exception,), {"__module__": "mod\udcff"})
     assert record.from_exception(raised(odd("x")))["qualname"] == "mod\\udcff.OddError"
+    escaped = record.from_exception(raised(ValueError("\udcff" * 100_000)))["message"]
+    assert len(escaped) <= record.MAX_MESSAGE + 100 and escaped.startswith("\\udcff")
 
 
 @settings(max_examples=200, deadline=None)
@@ -133,9 +135,7 @@ def test_a_lone_surrogate_is_kept_as_an_escape():
     max_leaves=20,
 ))
 def test_wire_safe_makes_any_serialized_report_sendable(value):
-    from pytest_dtf_errors.worker import wire_safe
-
-    safe = wire_safe(value)
+    safe = record.wire_safe(value)
     json.dumps(safe, ensure_ascii=False).encode("utf-8")
     if json.dumps(value, ensure_ascii=False).isascii():
         assert safe is value  # nothing to fix: nothing copied
@@ -154,3 +154,90 @@ def test_members_that_fail_the_test_are_recorded_wherever_they_stand_in_a_group(
     assert kept[:2] == ["ExceptionGroup", "SyntaxError"] and set(kept[2:]) == {"ConnectionError"}
     # an assertion (in the nested group) ranks before a syntax error
     assert DistributedErrorHandler().classify(rec).category.value == "test_assertion_error"
+
+
+# --------------------------------------------------------------------------- the wire
+
+
+def test_the_fields_are_listed_once_in_the_typed_record():
+    assert record.RECORD_FIELDS == tuple(
+        k for k in record.ErrorRecord.__annotations__ if k in record.ErrorRecord.__required_keys__)
+    assert {"relation", "exitcode", "signal", "teardown_error"} == record.ErrorRecord.__optional_keys__
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(ANY_TEXT, st.binary(max_size=300), st.text(max_size=300)),
+       st.sampled_from([ValueError, OSError, ConnectionError, AssertionError, TimeoutError]),
+       st.booleans())
+def test_a_built_record_crosses_the_wire_unchanged(message, kind, with_cause):
+    exc = raised(kind(message))
+    if with_cause:
+        try:
+            raise RuntimeError(message) from exc
+        except RuntimeError as outer:
+            exc = outer
+    rec = record.from_exception(exc, phase="call", worker="gw1", hardware=["cpu", "cuda"],
+                                stderr=str(message))
+    wire = record.to_wire(rec)
+    json.dumps(wire, ensure_ascii=False).encode("utf-8")
+    assert record.from_wire(json.loads(json.dumps(wire))) == rec
+
+
+def test_huge_text_crosses_the_wire_bounded_and_unchanged():
+    rec = record.from_exception(raised(ValueError("x" * 10_000_000)), stderr="e" * 1_000_000)
+    assert record.from_wire(record.to_wire(rec)) == rec
+
+
+class HostileMapping(dict):
+    def get(self, key, default=None):
+        raise RuntimeError("no get for you")
+
+
+WIRE_KEYS = st.sampled_from([*record.ErrorRecord.__annotations__, "hardware_type", "tags", "file",
+                             "line", "function", "x"])
+ANY_WIRE = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), ANY_TEXT, st.binary(max_size=40),
+              st.integers(0, 60_000).map("y\udcff".__mul__)),
+    lambda inner: st.one_of(st.lists(inner, max_size=8), st.tuples(inner, inner),
+                            st.dictionaries(st.one_of(WIRE_KEYS, ANY_TEXT), inner, max_size=8)),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ANY_WIRE)
+def test_from_wire_makes_a_bounded_record_of_anything(data):
+    rec = record.from_wire(data)
+    assert set(record.RECORD_FIELDS) <= set(rec) <= set(record.ErrorRecord.__annotations__) - {
+        "teardown_error"}  # the controller's field: no worker sends it
+    json.dumps(rec, ensure_ascii=False).encode("utf-8")
+    assert record.from_wire(rec) == rec  # what it accepted, it accepts as it is
+    node, depth = rec, 0
+    while node["chain"]:
+        assert len(node["chain"]) <= 2 + record.MAX_GROUP_MEMBERS
+        node, depth = node["chain"][0], depth + 1
+    assert depth <= record.MAX_CHAIN
+    assert len(rec["message"]) <= record.MAX_MESSAGE + 100
+    assert len(rec["traceback"]) <= record.MAX_TRACEBACK + 100
+    assert len(rec["stderr_tail"]) <= record.MAX_STDERR
+    assert all(len(m) <= record.MAX_TYPE + 100 for m in rec["mro"])
+    assert len(rec["mro"]) <= record.MAX_MRO and len(rec["frames"]) <= record.MAX_FRAMES
+    ErrorClassifier().classify(rec)
+
+
+def test_from_wire_never_raises_and_bounds_what_it_reads():
+    assert record.from_wire(None)["message"] == ""
+    assert record.from_wire(b"\xff bytes")["message"] == "\ufffd bytes"
+    assert "unreadable" in record.from_wire(HostileMapping(type="x"))["message"]
+    deep: dict = {"type": "ConnectionRefusedError"}
+    for _ in range(100):
+        deep = {"type": "RuntimeError", "chain": [deep] * 50, "relation": "cause"}
+    rec = record.from_wire(deep)
+    assert len(json.dumps(rec)) < 10_000_000
+    loop: dict = {"type": "RuntimeError", "message": "loop"}
+    loop["chain"] = [loop]
+    assert record.from_wire(loop)["chain"][0]["type"] == "RuntimeError"
+    odd = record.from_wire({"type": 42, "message": ["not", "text"], "frames": [{"line": True}],
+                            "exitcode": 2**80, "hardware_context": {"tags": "cuda"}})
+    assert (odd["type"], odd["message"], odd["frames"][0]["line"], odd["exitcode"]) == ("42", "", None, None)
+    assert odd["hardware_context"] == {"hardware_type": None, "tags": []}

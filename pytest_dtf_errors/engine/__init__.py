@@ -25,6 +25,7 @@ _EXPORTS = {
     "ErrorAggregator": "patterns",
     "ErrorPattern": "patterns",
     "normalize_message": "patterns",
+    "record": None,
     "HardwareRecoveryStrategy": "recovery",
     "NetworkRecoveryStrategy": "recovery",
     "RecoveryStrategy": "recovery",
@@ -36,7 +37,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from . import actions
+    from . import actions, record
     from .categories import ErrorCategory
     from .classify import Classification, ErrorClassifier, coerce_record
     from .config import ConfigError, DtfConfig, load_config, load_config_file, load_pyproject
@@ -84,4 +85,5 @@ __all__ = [
     "load_config_file",
     "load_pyproject",
     "normalize_message",
+    "record",
 ]
