@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 
 import pytest_dtf_errors
-from pytest_dtf_errors.ledger import Decision, Ledger
+from pytest_dtf_errors.ledger import Ledger
 from pytest_dtf_errors.report import json_report, junit, terminal
+from pytest_dtf_errors.session.plan import RetryPlan, epoch
 
 # the subprocesses must import the package these tests import
 PACKAGE_PARENT = Path(next(iter(pytest_dtf_errors.__path__))).parent
@@ -40,11 +42,11 @@ RUN_INFO = {
 
 
 def refused(ledger: Ledger, nodeid: str, node: str, *, retry: bool, delay: float = 0.5) -> None:
-    ledger.new_attempt(
+    att = ledger.new_attempt(
         nodeid,
         node,
-        host=ledger.node(node).host,
-        hardware=list(ledger.node(node).hardware),
+        host=ledger.workers.node(node).host,
+        hardware=list(ledger.workers.node(node).hardware),
         outcome="failed",
         phase="call",
         category="network_connection_error",
@@ -52,11 +54,17 @@ def refused(ledger: Ledger, nodeid: str, node: str, *, retry: bool, delay: float
         error=dict(REFUSED),
         longrepr="def test():\n>   connect()\nE   ConnectionRefusedError: connect to 10.0.0.7:5432 refused",
         duration=0.25,
-        decision=Decision(
-            retry, delay if retry else 0.0, "retryable" if retry else "retries used up"
-        ),
         actions=[{"action": "retry_elsewhere", "avoid": [node]}] if retry else [],
         pattern="P1",
+    )
+    att.decision = RetryPlan(
+        nodeid,
+        att.attempt,
+        node,
+        "network_connection_error",
+        retry=retry,
+        delay=delay if retry else 0.0,
+        reason="retryable" if retry else "retries used up",
     )
 
 
@@ -70,11 +78,11 @@ def make_ledger() -> Ledger:
         ("gw1", "h1", ["cpu", "cuda"]),
         ("gw2", "h2", []),
     ):
-        rec = led.node(node)
+        rec = led.workers.node(node)
         rec.host, rec.hardware = host, hw
-    led.node("gw2").crashes = 1
-    led.node("gw2").quarantined = True
-    led.node("gw2").quarantine_reason = "crashed while running a test"
+    led.workers.node("gw2").crashes = 1
+    led.workers.node("gw2").quarantined = True
+    led.workers.node("gw2").quarantine_reason = "crashed while running a test"
     led.collected(ALL)
 
     led.new_attempt(PASS, "gw0", outcome="passed", phase="call", duration=0.01)
@@ -90,7 +98,7 @@ def make_ledger() -> Ledger:
     led.finalize(FAILED, "failed", "failed on 3 attempts")
     led.retries_used = 3
 
-    led.new_attempt(
+    crashed = led.new_attempt(
         CRASHED,
         "gw2",
         outcome="error",
@@ -99,8 +107,8 @@ def make_ledger() -> Ledger:
         rule="crash",
         error={"type": "WorkerCrashed", "message": "worker 'gw2' crashed while running"},
         longrepr="worker 'gw2' crashed while running 'test_dtf.py::test_crashed'",
-        decision=Decision(False, 0.0, "restart limit reached"),
     )
+    crashed.decision = RetryPlan.final(CRASHED, crashed.attempt, "gw2", "restart limit reached")
     led.finalize(CRASHED, "error", "worker gw2 crashed")
     led.finalize(
         NOT_RUN, "error", "not run: worker gw2 crashed and --max-worker-restart was used up"
@@ -298,6 +306,38 @@ def test_build_report_validates_and_lists_every_test_once() -> None:
     assert {p["scope"] for p in report["patterns"]} == {"node", "systemic"}
     assert report["unavailable"] == [{"node": "gw1", "hardware": "cuda"}]
     assert report["lost_hosts"] == [{"host": "h3", "reason": "no heartbeat for 30 s"}]
+
+
+def test_a_promised_and_dispatched_plan_is_written_with_epoch_times() -> None:
+    """The decision's JSON is RetryPlan.to_dict(): sorted sets, prefer_not less avoid, epoch times."""
+    led = Ledger()
+    att = led.new_attempt(PASS, "gw1", outcome="failed", phase="call", category="worker_crashed")
+    plan = RetryPlan(
+        PASS, att.attempt, "gw1", "worker_crashed", retry=True, delay=1.25, reason="worker_crashed: retry 1",
+        avoid={"gw1", "gw0"}, prefer_not={"gw0", "gw3", "gw2"},
+    )
+    plan.promise()
+    plan.dispatched = plan.decided + 2.0
+    att.decision = plan
+    led.new_attempt(PASS, "gw2", outcome="passed", phase="call")
+    led.finalize(PASS, "flaky")
+    report = json_report.build_report(led, [], run_info={})
+    json_report.validate(report)
+    decision = report["tests"][0]["attempts"][0]["decision"]
+    assert decision == {
+        "retry": True,
+        "delay": 1.25,
+        "reason": "worker_crashed: retry 1",
+        "avoid": ["gw0", "gw1"],
+        "prefer_not": ["gw2", "gw3"],
+        "due": epoch(plan.decided + 1.25),
+        "dispatched": epoch(plan.decided + 2.0),
+    }
+    assert abs(decision["due"] - time.time()) < 60  # epoch seconds, not monotonic ones
+    assert report["tests"][0]["attempts"][1]["decision"] is None
+    final = RetryPlan.final(PASS, 2, "gw2", "retries used up")
+    final.promise()
+    assert final.to_dict() == {"retry": False, "delay": 0.0, "reason": "retries used up"}
 
 
 def test_a_test_without_final_outcome_is_reported_as_error() -> None:
