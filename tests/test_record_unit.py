@@ -241,3 +241,111 @@ def test_from_wire_never_raises_and_bounds_what_it_reads():
                             "exitcode": 2**80, "hardware_context": {"tags": "cuda"}})
     assert (odd["type"], odd["message"], odd["frames"][0]["line"], odd["exitcode"]) == ("42", "", None, None)
     assert odd["hardware_context"] == {"hardware_type": None, "tags": []}
+
+
+# --------------------------------------------------------------------------- one record for the guide API and the plugin
+
+
+def chained() -> BaseException:
+    requests_error = type("ConnectionError", (ConnectionError,), {"__module__": "requests.exceptions"})
+    try:
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except OSError as exc:
+                raise requests_error("Max retries exceeded") from exc
+        except ConnectionError as exc:
+            raise RuntimeError("could not fetch settings") from exc
+    except RuntimeError as exc:
+        return exc
+
+
+def in_context() -> BaseException:
+    try:
+        try:
+            raise FileNotFoundError(2, "No such file or directory")
+        except OSError:
+            raise RuntimeError("while cleaning up")
+    except RuntimeError as exc:
+        return exc
+
+
+def group_of(*members: BaseException) -> BaseException:
+    try:
+        group_type = ExceptionGroup  # a builtin since 3.11
+    except NameError:  # Python 3.10: pytest's own dependency
+        from exceptiongroup import ExceptionGroup as group_type
+    return raised(group_type("unhandled errors in a TaskGroup", list(members)))
+
+
+class HostileConnection(ConnectionError):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+# a third-party-like module's subclasses of built-in errors
+BackendUnreachable = type("BackendUnreachable", (ConnectionError,), {"__module__": "acme.net"})
+RequestsTimeout = type("Timeout", (OSError,), {"__module__": "requests.exceptions"})
+
+# (exception, category, rule) as the guide API classified each before the builders were one
+SAME_EXCEPTIONS = {
+    "chained": (chained, "NETWORK_CONNECTION_ERROR", "chain:cause->type:ConnectionRefusedError"),
+    "context": (in_context, "RESOURCE_NOT_FOUND", "chain:context->type:FileNotFoundError"),
+    "group": (lambda: group_of(ValueError("v"), TimeoutError("t"), ConnectionRefusedError("c")),
+              "NETWORK_TIMEOUT", "chain:group->type:TimeoutError"),
+    "group-assert": (lambda: group_of(*[ConnectionError("x")] * 3, AssertionError("late")),
+                     "TEST_ASSERTION_ERROR", "chain:group->type:AssertionError"),
+    "nested-group": (lambda: group_of(ValueError("v"), group_of(KeyError("k"), MemoryError())),
+                     "RESOURCE_EXHAUSTED", "chain:group->chain:group->type:MemoryError"),
+    "hostile-str": (lambda: raised(NoStr()), "UNKNOWN", "default"),
+    "hostile-str-connection": (lambda: raised(HostileConnection()), "NETWORK_CONNECTION_ERROR",
+                               "mro:builtins.ConnectionError"),
+    "third-party-subclass": (lambda: raised(BackendUnreachable("backend down")),
+                             "NETWORK_CONNECTION_ERROR", "mro:builtins.ConnectionError"),
+    "third-party-qualified": (lambda: raised(RequestsTimeout("read timed out")),
+                              "NETWORK_TIMEOUT", "type:requests.exceptions.Timeout"),
+}
+
+
+def through_the_plugin(exc: BaseException) -> object:
+    """What the controller classifies: built on the worker, sent as JSON, read back."""
+    rec = record.from_exception(exc, phase="call", worker="gw0", hardware=["cpu"], rootdir="/")
+    return record.from_wire(json.loads(json.dumps(record.to_wire(rec))))
+
+
+@pytest.mark.parametrize("case", SAME_EXCEPTIONS.values(), ids=SAME_EXCEPTIONS.keys())
+def test_the_guide_api_and_the_plugin_classify_an_exception_alike(case):
+    make, category, rule = case
+    exc = make()
+    guide = ErrorClassifier().classify(exc)
+    handled = DistributedErrorHandler().handle_error("t", exc, {"worker_id": "gw0"})
+    plugin = ErrorClassifier().classify(through_the_plugin(exc))
+    assert (guide.category.name, guide.rule) == (category, rule)
+    assert (handled["category"].name, handled["rule"]) == (category, rule)
+    assert (plugin.category.name, plugin.rule) == (category, rule)
+    assert plugin.detail == guide.detail
+
+
+def test_a_nested_chain_is_read_as_the_root_cause_decides():
+    rec = record.from_exception(chained())
+    assert [link["relation"] for link in rec["chain"]] == ["cause"]  # nested: the cause's own is below
+    assert rec["chain"][0]["chain"][0]["type"] == "ConnectionRefusedError"
+    assert ErrorClassifier().classify(rec).rule == "chain:cause->type:ConnectionRefusedError"
+
+
+def test_the_guide_apis_exceptions_carry_no_made_up_hardware():
+    exc = raised(RuntimeError("no CUDA-capable device is detected"))
+    assert record.from_exception(exc)["hardware_context"] == {"hardware_type": None, "tags": []}
+    result = DistributedErrorHandler().handle_error("t", exc, {"worker_id": "gw0"})
+    assert result["category"].name == "HARDWARE_NOT_AVAILABLE"
+    assert not [a for a in result["recovery_action"]["actions"] if a["kind"] == "mark_unavailable"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(ANY_TEXT, st.binary(max_size=300)),
+       st.sampled_from([ValueError, OSError, ConnectionError, AssertionError, TimeoutError]))
+def test_a_record_that_crossed_the_wire_classifies_as_its_exception(message, kind):
+    try:
+        raise RuntimeError(message) from raised(kind(message))
+    except RuntimeError as exc:
+        assert ErrorClassifier().classify(through_the_plugin(exc)) == ErrorClassifier().classify(exc)

@@ -3,7 +3,8 @@
 Order of the rules (the first that decides wins):
 
 1. ``user-type:NAME``   the user's type mapping (``error_categories``), matched
-   against the qualified type name, its last component and every ``mro`` entry.
+   against the qualified type name (the record's ``qualname``, else its ``type``),
+   its last component and every ``mro`` entry.
 2. ``type:NAME``        hard types decided by type alone: AssertionError,
    SyntaxError (IndentationError, TabError) and pytest's ``Failed`` (unless its
    message is pytest-timeout's ``Timeout >Ns``). Their message is never read for
@@ -16,7 +17,8 @@ Order of the rules (the first that decides wins):
    built-in exception name alone, Python's own hierarchy
    (ConnectionAbortedError -> ``mro:builtins.ConnectionError``).
 6. ``chain:cause->...`` the outer type is generic (not decided above): the
-   root cause of ``raise X from Y`` decides if it is not UNKNOWN.
+   root cause of ``raise X from Y`` decides if it is not UNKNOWN (a nested chain
+   is read flat, up to 8 links: a cause's cause is a cause).
 7. ``errno:ENAME``      errno in the message ("[Errno 28]", "ENOSPC").
 8. ``pattern:ID``       the built-in message patterns (``BUILTIN_PATTERNS``), then the
    same patterns on ``stderr_tail``.
@@ -35,10 +37,10 @@ import errno as _errno
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .categories import ErrorCategory
-from .groups import group_members
+from .record import MAX_MESSAGE, MAX_TYPE, cut, from_exception, safe_str
 
 if TYPE_CHECKING:
     from .config import DtfConfig, UserRegex
@@ -56,9 +58,8 @@ __all__ = [
 E = ErrorCategory
 
 #: Messages longer than this are cut to their first and last half before matching.
-MAX_MESSAGE_CHARS = 4096
-_HALF = MAX_MESSAGE_CHARS // 2
-_MAX_TYPE_CHARS = 256
+MAX_MESSAGE_CHARS = MAX_MESSAGE
+_MAX_TYPE_CHARS = MAX_TYPE
 _MAX_CHAIN_LINKS = 32
 _MAX_CHAIN_DEPTH = 4
 _CACHE_SIZE = 4096
@@ -77,82 +78,28 @@ class Classification:
         return {"category": self.category.value, "rule": self.rule, "detail": self.detail}
 
 
-# --------------------------------------------------------------------------- text safety
+# --------------------------------------------------------------------------- records
 
-
-def safe_text(value: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """Any value -> a str of at most ``limit`` chars (plus a marker); never raises."""
-    if value is None:
-        return ""
-    if type(value) is not str:
-        try:
-            if isinstance(value, (bytes, bytearray, memoryview)):
-                value = bytes(value[: limit * 4]).decode("utf-8", "replace")
-            elif isinstance(value, str):
-                value = str.__str__(value)
-            else:
-                value = str(value)
-                if type(value) is not str:
-                    value = str.__str__(value)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            return f"<unprintable {type(value).__name__} object>"
-    return truncate(value, limit)
-
-
-def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """Keep the head and the tail of ``text`` when it is longer than ``limit``."""
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]} …[{len(text) - 2 * half} chars cut]… {text[-half:]}"
-
+#: Any value -> a str of at most ``limit`` chars (head and tail); never raises.
+safe_text = safe_str
+#: Keep the head and the tail of ``text`` when it is longer than ``limit``.
+truncate = cut
 
 _TB_LAST_LINE = re.compile(r"^([A-Za-z_][\w.]{0,200}):(?: (.*))?$")
 
 
 def coerce_record(error: Any) -> dict[str, Any]:
-    """Any error (record dict, exception, str, None) -> a record dict; never raises."""
+    """Any error (record dict, exception, str, None) -> a record dict; never raises.
+
+    An exception's record is the one the plugin's workers send (``engine.record``).
+    """
     if type(error) is dict:
         return error
     if isinstance(error, Mapping):
         return dict(error) if not isinstance(error, dict) else error
     if isinstance(error, BaseException):
-        return _record_from_exception(error, 0)
+        return cast("dict[str, Any]", from_exception(error))
     return {"type": "", "message": safe_text(error)}
-
-
-def _record_from_exception(exc: BaseException, depth: int) -> dict[str, Any]:
-    cls = type(exc)
-    mod = getattr(cls, "__module__", "") or ""
-    name = getattr(cls, "__qualname__", cls.__name__)
-    qual = name if mod in ("builtins", "") else f"{mod}.{name}"
-    rec: dict[str, Any] = {
-        "type": qual,
-        "message": safe_text(exc),
-        "mro": [f"{getattr(k, '__module__', '')}.{k.__qualname__}" for k in cls.__mro__],
-    }
-    if depth < _MAX_CHAIN_DEPTH:
-        chain: list[dict[str, Any]] = []
-        cur: BaseException | None = exc
-        seen = {id(exc)}
-        while cur is not None and len(chain) < 8:
-            nxt = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
-            if nxt is None or id(nxt) in seen:
-                break
-            seen.add(id(nxt))
-            link = _record_from_exception(nxt, _MAX_CHAIN_DEPTH)
-            link["relation"] = "cause" if cur.__cause__ is not None else "context"
-            chain.append(link)
-            cur = nxt
-        for member in group_members(exc, 8, _MAX_CHAIN_DEPTH):
-                link = _record_from_exception(member, depth + 1)
-                link["relation"] = "group"
-                chain.append(link)
-        if chain:
-            rec["chain"] = chain
-    return rec
 
 
 # --------------------------------------------------------------------------- type tables
@@ -386,6 +333,43 @@ _GROUP_FIRST = (E.TEST_ASSERTION_ERROR, E.TEST_SYNTAX_ERROR, E.TEST_IMPORT_ERROR
                 E.TEST_DEPENDENCY_ERROR)
 
 
+_LINEAR = ("cause", "context")
+_MAX_LINEAR = 8
+
+
+def _linear(chain: list[Any] | tuple[Any, ...]) -> list[Mapping[str, Any]]:
+    """The links of a chain, each cause or context followed by its own (the root last).
+
+    A builder nests the chain (a cause's cause is in the cause's chain); the rules
+    read it flat, as ``raise X from Y`` reads: the root cause decides. A link that
+    was followed is read without its cause and context (they follow it here).
+    """
+    out: list[Mapping[str, Any]] = []
+    for link in chain[:_MAX_CHAIN_LINKS]:
+        if not isinstance(link, Mapping):
+            continue
+        if link.get("relation", "cause") not in _LINEAR:
+            out.append(link)
+            continue
+        for _ in range(_MAX_LINEAR):
+            inner = link.get("chain")
+            if not inner or not isinstance(inner, (list, tuple)):
+                out.append(link)
+                break
+            links = [x for x in inner[:_MAX_CHAIN_LINKS] if isinstance(x, Mapping)]
+            linear = {rel: x for x in reversed(links)
+                      if (rel := x.get("relation", "cause")) in _LINEAR}
+            if not linear:
+                out.append(link)
+                break
+            out.append({**link, "chain": [x for x in links
+                                          if x.get("relation", "cause") not in _LINEAR]})
+            link = linear["cause"] if "cause" in linear else linear["context"]
+        if len(out) >= _MAX_CHAIN_LINKS:
+            break
+    return out[:_MAX_CHAIN_LINKS]
+
+
 def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
@@ -439,7 +423,11 @@ class ErrorClassifier:
 
     # internals ------------------------------------------------------------
     def _classify(self, rec: Mapping[str, Any], depth: int) -> Classification:
-        raw_type = rec.get("type")
+        raw_type = rec.get("qualname")  # a builder's record: "type" is the short name
+        if type(raw_type) is str and raw_type.strip():
+            raw_type = _strip_builtins(raw_type)
+        else:
+            raw_type = rec.get("type")
         type_name = raw_type if type(raw_type) is str and len(raw_type) <= _MAX_TYPE_CHARS \
             else safe_text(raw_type, _MAX_TYPE_CHARS)
         raw_msg = rec.get("message")
@@ -480,10 +468,9 @@ class ErrorClassifier:
         causes: list[Mapping[str, Any]] = []
         others: list[Mapping[str, Any]] = []
         if chain and depth < _MAX_CHAIN_DEPTH:
-            for link in chain[:_MAX_CHAIN_LINKS]:
-                if isinstance(link, Mapping):
-                    rel = link.get("relation", "cause")
-                    (causes if rel == "cause" else others).append(link)
+            for link in _linear(chain):
+                rel = link.get("relation", "cause")
+                (causes if rel == "cause" else others).append(link)
         members = [x for x in others if x.get("relation") == "group"]
         group = self._from_group(members, depth) if members else None
         if group is not None and group.category in _GROUP_FIRST:

@@ -245,6 +245,34 @@ def test_exception_group_members():
     assert result.rule == "chain:group->type:TimeoutError"
 
 
+def test_a_builders_record_is_read_by_its_qualified_name():
+    record = {"type": "Timeout", "qualname": "requests.exceptions.Timeout", "message": "x",
+              "mro": ["requests.exceptions.Timeout", "builtins.OSError"]}
+    assert C.classify(record).rule == "type:requests.exceptions.Timeout"
+    unknown = C.classify({"type": "ValueError", "qualname": "builtins.ValueError"})
+    assert unknown.detail == "No rule matched ValueError."
+
+
+def test_a_nested_chain_is_read_flat_and_its_root_cause_decides():
+    root = {"type": "TimeoutError", "message": "", "relation": "cause"}
+    middle = {"type": "requests.exceptions.ConnectionError", "relation": "cause", "chain": [root]}
+    nested = {"type": "RuntimeError", "message": "outer",
+              "chain": [{"type": "RuntimeError", "relation": "cause", "chain": [middle]}]}
+    flat = {"type": "RuntimeError", "message": "outer",
+            "chain": [{"type": "RuntimeError", "relation": "cause"},
+                      {"type": "requests.exceptions.ConnectionError", "relation": "cause"}, root]}
+    assert C.classify(nested) == C.classify(flat)
+    assert C.classify(nested).rule == "chain:cause->type:TimeoutError"
+
+
+def test_a_cause_that_is_a_group_is_read_with_its_members():
+    group = {"type": "ExceptionGroup", "message": "1 sub-exception", "relation": "cause",
+             "chain": [{"type": "AssertionError", "relation": "group"}]}
+    result = C.classify({"type": "RuntimeError", "message": "setup", "chain": [group]})
+    assert (result.category, result.rule) == (E.TEST_ASSERTION_ERROR,
+                                              "chain:cause->chain:group->type:AssertionError")
+
+
 def test_nested_chain_depth_is_bounded():
     link: dict = {"type": "ConnectionRefusedError", "relation": "cause"}
     for _ in range(50):
@@ -333,7 +361,7 @@ def test_truncate_and_safe_text():
     cut = truncate("a" * 100 + "b" * 100, 20)
     assert cut.startswith("a" * 10) and cut.endswith("b" * 10) and "cut" in cut
     assert len(safe_text("q" * 10**6)) < MAX_MESSAGE_CHARS + 64
-    assert safe_text(Unprintable()) == "<unprintable Unprintable object>"
+    assert safe_text(Unprintable()) == "<unprintable Unprintable: str() raised RuntimeError>"
     assert safe_text(None) == ""
 
 
@@ -466,7 +494,7 @@ def test_an_assertion_far_down_a_big_group_is_recorded():
     ("HardwareMismatchError", E.HARDWARE_MISMATCH),
 ])
 def test_the_plugins_crash_records_are_built_in_types_not_user_ones(typename, category):
-    from pytest_dtf_errors.record import CRASH_TYPES
+    from pytest_dtf_errors.engine.record import CRASH_TYPES
 
     assert CRASH_TYPES[typename] == category.name  # the plugin's table and ours agree
     record = {"type": typename, "mro": [f"pytest_dtf_errors.{typename}"],

@@ -43,7 +43,7 @@ def test_normalize_bounds_input_and_never_raises():
         def __str__(self):
             raise ValueError("nope")
 
-    assert normalize_message(Bad()) == "<unprintable Bad object>"
+    assert normalize_message(Bad()) == "<unprintable Bad: str() raised ValueError>"
     assert normalize_message(None) == ""
     assert normalize_message(b"\xff\xfe 12") == "\ufffd\ufffd <n>"
     assert len(normalize_message("9 " * 5_000_000)) < 20_000
