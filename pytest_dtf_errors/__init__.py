@@ -2,7 +2,8 @@
 error-pattern reports for pytest-xdist runs.
 
 The public Python API is the guide's: the error engine (usable without pytest)
-and ``integrate_error_handler`` for any coordinator. Names are imported on
+and ``integrate_error_handler`` for any coordinator; and ``RetryPlan``, what the
+``pytest_dtf_retry_decision`` hook edits. Names are imported on
 first use, so loading the pytest plugin on a worker does not load the engine.
 """
 
@@ -21,6 +22,7 @@ _PUBLIC = {
     "NetworkRecoveryStrategy": "engine.recovery",
     "RecoveryStrategy": "engine.recovery",
     "ResourceRecoveryStrategy": "engine.recovery",
+    "RetryPlan": "session.plan",
     "RetryPolicy": "engine.retry",
     "TestExecutionRecoveryStrategy": "engine.recovery",
     "WorkerRecoveryStrategy": "engine.recovery",
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # for type checkers only: tests/test_exports_unit.py holds it
     from .engine.recovery import TestExecutionRecoveryStrategy as TestExecutionRecoveryStrategy
     from .engine.recovery import WorkerRecoveryStrategy as WorkerRecoveryStrategy
     from .engine.retry import RetryPolicy as RetryPolicy
+    from .session.plan import RetryPlan as RetryPlan
 
 
 def __getattr__(name: str) -> Any:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .controller import RetryPlan
     from .engine import ErrorCategory, RecoveryStrategy
+    from .session.plan import RetryPlan
 
 
 @pytest.hookspec(firstresult=True)

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
+
+from .session.workers import NodeRecord, WorkerBook
+
+if TYPE_CHECKING:
+    from .engine.record import ErrorRecord
+    from .session.plan import RetryPlan
 
 # Final outcomes a test can end with.
 FINAL_OUTCOMES = ("passed", "failed", "skipped", "flaky", "error")
@@ -25,62 +31,25 @@ def slots_repr(record: Any) -> str:
 
 
 @final
-class Decision:
-    """What the controller decided about one failed attempt."""
-
-    __slots__ = ("avoid", "delay", "dispatched", "due", "prefer_not", "reason", "retry")
-
-    def __init__(
-        self,
-        retry: bool,
-        delay: float = 0.0,
-        reason: str = "",
-        due: float | None = None,
-        dispatched: float | None = None,
-        avoid: list[str] | None = None,
-        prefer_not: list[str] | None = None,
-    ) -> None:
-        self.retry = retry
-        self.delay = delay
-        self.reason = reason
-        self.due = due  # epoch time the retry became due
-        self.dispatched = dispatched  # epoch time it was sent to a worker
-        self.avoid: list[str] = avoid if avoid is not None else []  # workers the retry must not run on
-        # workers it runs on only if need be
-        self.prefer_not: list[str] = prefer_not if prefer_not is not None else []
-
-    __repr__ = slots_repr
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"retry": self.retry, "delay": round(self.delay, 3), "reason": self.reason}
-        if self.retry:
-            out["avoid"] = list(self.avoid)
-            out["prefer_not"] = list(self.prefer_not)
-        if self.due is not None:
-            out["due"] = self.due
-        if self.dispatched is not None:
-            out["dispatched"] = self.dispatched
-        return out
-
-
-@final
 class Attempt:
     """One run of one test on one worker (setup + call + teardown)."""
 
     __slots__ = (
         "actions", "attempt", "call_passed", "category", "decision", "duration", "error",
-        "finished", "hardware", "host", "longrepr", "node", "outcome", "pattern", "phase",
+        "finished", "hardware", "host", "longrepr", "node", "nodeid", "outcome", "pattern", "phase",
         "rule", "started",
     )
 
     def __init__(
         self,
+        nodeid: str,
         attempt: int,
         node: str,
         host: str | None = None,
         hardware: list[str] | None = None,
         **fields: Any,
     ) -> None:
+        self.nodeid = nodeid
         self.attempt = attempt
         self.node = node
         self.host = host
@@ -92,10 +61,10 @@ class Attempt:
         self.phase: str | None = None
         self.category: str | None = None
         self.rule: str | None = None
-        self.error: dict[str, Any] | None = None
+        self.error: ErrorRecord | None = None
         self.longrepr: str | None = None
         self.duration = 0.0
-        self.decision: Decision | None = None
+        self.decision: RetryPlan | None = None
         self.actions: Sequence[dict[str, Any]] = ()  # set by the decision; no list per passing attempt
         self.pattern: str | None = None
         self.started = time.time()
@@ -163,51 +132,12 @@ class TestRecord:
 
 
 @final
-class NodeRecord:
-    """A worker as the controller saw it."""
-
-    __slots__ = (
-        "crashes", "gpus", "hardware", "host", "id", "lost", "lost_reason", "quarantine_declined",
-        "quarantine_reason", "quarantined",
-    )
-
-    def __init__(self, id: str) -> None:
-        self.id = id
-        self.host: str | None = None
-        self.hardware: list[str] = []
-        self.gpus: str | None = None  # CUDA_VISIBLE_DEVICES given by --dtf-gpus-per-worker
-        self.crashes = 0
-        self.quarantined = False
-        self.quarantine_reason: str | None = None
-        # the evidence would have quarantined it (or nearly): why it was not
-        self.quarantine_declined: str | None = None
-        self.lost = False
-        self.lost_reason: str | None = None
-
-    __repr__ = slots_repr
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "host": self.host,
-            "hardware": list(self.hardware),
-            "gpus": self.gpus,
-            "crashes": self.crashes,
-            "quarantined": self.quarantined,
-            "quarantine_reason": self.quarantine_reason,
-            "quarantine_declined": self.quarantine_declined,
-            "lost": self.lost,
-            "lost_reason": self.lost_reason,
-        }
-
-
-@final
 class Ledger:
     """All tests, attempts, nodes and run-level counters of one session."""
 
-    def __init__(self, retry_budget: int | None = None) -> None:
+    def __init__(self, retry_budget: int | None = None, workers: WorkerBook | None = None) -> None:
         self.tests: dict[str, TestRecord] = {}
-        self.nodes: dict[str, NodeRecord] = {}
+        self.workers = workers if workers is not None else WorkerBook()  # the reports read its records
         self.retry_budget = retry_budget
         self.budget_note: str | None = None  # how the budget was chosen, when it was not given
         # --dist each: a test's attempts are the workers' runs of it, not retries
@@ -215,9 +145,6 @@ class Ledger:
         self.retries_used = 0
         # {"pattern": id, "reason": str, "tests": [nodeid, ...]} per breaker trip
         self.breaker_trips: list[dict[str, Any]] = []
-        # (node, hardware) pairs a hardware error marked unavailable
-        self.unavailable: set[tuple[str, str]] = set()
-        self.lost_hosts: dict[str, str] = {}  # host -> reason
         self.started = time.time()
         self.finished: float | None = None
 
@@ -241,7 +168,7 @@ class Ledger:
         **fields: Any,
     ) -> Attempt:
         rec = self.test(nodeid)
-        att = Attempt(len(rec.attempts) + 1, node, host, hardware, **fields)
+        att = Attempt(nodeid, len(rec.attempts) + 1, node, host, hardware, **fields)
         rec.attempts.append(att)
         return att
 
@@ -258,12 +185,18 @@ class Ledger:
     def __iter__(self) -> Iterator[TestRecord]:
         return iter(self.tests.values())
 
-    # -- nodes -------------------------------------------------------------
-    def node(self, node_id: str) -> NodeRecord:
-        rec = self.nodes.get(node_id)
-        if rec is None:
-            rec = self.nodes[node_id] = NodeRecord(node_id)
-        return rec
+    # -- workers (WorkerBook owns them; the reports read them here) -----------
+    @property
+    def nodes(self) -> dict[str, NodeRecord]:
+        return self.workers.nodes
+
+    @property
+    def unavailable(self) -> set[tuple[str, str]]:
+        return self.workers.unavailable
+
+    @property
+    def lost_hosts(self) -> dict[str, str]:
+        return self.workers.lost_hosts
 
     # -- counts ------------------------------------------------------------
     def counts(self) -> dict[str, int]:

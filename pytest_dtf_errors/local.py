@@ -1,6 +1,6 @@
 """In-process retries, for runs without xdist (no ``-n``, or ``-p no:xdist``).
 
-The same controller decides; retries run in this process. A retry without a
+The same session decides (``session.attempts``); retries run in this process. A retry without a
 delay runs at once; one with a delay runs after the other tests instead of
 sleeping, and only sleeps what is left of its delay when nothing else is left.
 A retry goes through pytest's own ``pytest_runtest_protocol`` call, so every
@@ -16,60 +16,50 @@ import time
 from collections.abc import Generator
 
 import pytest
-from _pytest.runner import runtestprotocol
 
-from .controller import Controller, RetryRequest
-from .worker import LOCAL_ATTEMPTS
+from .session.attempts import Attempts
+from .session.plan import RetryPlan
+from .worker import ATTEMPTS
+from .xdist.patches import runtestprotocol
 
 
 class LocalRunner:
-    """The dispatcher of a single-process session."""
+    """The dispatcher of a single-process session: the one worker is "local"."""
 
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-        controller.dispatcher = self
+    def __init__(self, attempts: Attempts) -> None:
+        self.attempts = attempts
+        attempts.dispatcher = self
         self.items: dict[str, pytest.Item] = {}
-        self.now: list[RetryRequest] = []
-        self.later: list[tuple[float, int, RetryRequest]] = []
+        self.now: list[RetryPlan] = []
+        self.later: list[tuple[float, int, RetryPlan]] = []
         self._seq = itertools.count()
         self._retrying = False  # a retry is in pytest's protocol call: pytest runs it
 
     # -- the Dispatcher protocol ----------------------------------------------
-    def submit(self, request: RetryRequest) -> None:
-        if request.due <= time.monotonic():
-            self.now.append(request)
+    def add_retry(self, plan: RetryPlan) -> None:
+        due = plan.due if plan.due is not None else plan.decided
+        if due <= time.monotonic():
+            self.now.append(plan)
         else:
-            heapq.heappush(self.later, (request.due, next(self._seq), request))
+            heapq.heappush(self.later, (due, next(self._seq), plan))
 
-    def reported(self, nodeid: str, report: pytest.TestReport) -> None:
-        """One process: a test's protocol ends with its teardown report."""
-
-    def cancel(self, nodeid: str) -> bool:
+    def cancel_retry(self, nodeid: str) -> bool:
         before = len(self.now) + len(self.later)
         self.now = [r for r in self.now if r.nodeid != nodeid]
         self.later = [e for e in self.later if e[2].nodeid != nodeid]
         heapq.heapify(self.later)
         return len(self.now) + len(self.later) != before
 
-    def quarantine(self, node: str) -> None:
-        """One process: nothing to move work to."""
-
-    def mark_unavailable(self, node: str, hardware: str) -> None:
-        """One process: the hardware check at setup already tells."""
-
-    def other_workers(self, node: str, hardware: tuple[str, ...] = ()) -> int:
-        return 0
-
     # -- hooks -------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.controller.collected([item.nodeid for item in session.items])
+        self.attempts.collected(item.nodeid for item in session.items)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         if self._retrying:
             return None
-        settings = self.controller.settings
+        settings = self.attempts.settings
         if not settings.retry or settings.peer:
             return None  # nothing to retry here: pytest (or the peer plugin) runs it
         if settings.peer_installed and item.get_closest_marker("flaky") is not None:
@@ -77,8 +67,7 @@ class LocalRunner:
         self.items[item.nodeid] = item
         self._run(item, nextitem, attempt=1)
         while self.now:
-            request = self.now.pop(0)
-            self._run(self.items[request.nodeid], nextitem, request.attempt, request.timeout_factor)
+            self._retry(self.now.pop(0), nextitem)
         return True
 
     @pytest.hookimpl(wrapper=True)
@@ -99,29 +88,32 @@ class LocalRunner:
             collection_stop = bool(session.testsfailed) and not session.config.option.continue_on_collection_errors
             if collection_stop and not self.items:
                 reason = "a collection error stopped the session"
-            self.controller.finish_unfinished(reason, outcome, emit=not (collection_stop and not self.items))
+            self.attempts.finish_unfinished(reason, outcome, emit=not (collection_stop and not self.items))
 
     def _run_delayed(self, session: pytest.Session) -> None:
         while (self.now or self.later) and not (session.shouldfail or session.shouldstop):
             if self.now:
-                request = self.now.pop(0)
+                plan = self.now.pop(0)
             else:
-                due, _, request = heapq.heappop(self.later)
+                due, _, plan = heapq.heappop(self.later)
                 wait = due - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)  # nothing else is left to run meanwhile
-            self._run(self.items[request.nodeid], None, request.attempt, request.timeout_factor)
+            self._retry(plan, None)
+
+    def _retry(self, plan: RetryPlan, nextitem: pytest.Item | None) -> None:
+        plan.dispatched = time.monotonic()
+        self._run(self.items[plan.nodeid], nextitem, plan.next_attempt, plan.timeout_factor)
 
     def _run(
         self, item: pytest.Item, nextitem: pytest.Item | None, attempt: int, factor: float = 1.0
     ) -> None:
-        LOCAL_ATTEMPTS[item.nodeid] = {"attempt": attempt, "timeout_factor": factor}
+        item.config.stash[ATTEMPTS][item.nodeid] = {"attempt": attempt, "timeout_factor": factor}
         if attempt == 1:  # inside pytest's protocol call for the item
             item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
             runtestprotocol(item, nextitem=nextitem, log=True)
             item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
             return
-        self.controller.retry_dispatched(item.nodeid)
         hook = item.config.hook
         if item.config.pluginmanager.hasplugin("timeout"):
             # the first attempt's timer may still run around an immediate retry

@@ -1,7 +1,7 @@
 """pytest entry point (``-p no:dtf_errors`` turns it off): options, markers, wiring.
 
-Thin on purpose: decisions live in ``controller``, placement in
-``scheduling`` / ``distributed`` / ``local``, reports in ``report``.
+Thin on purpose: decisions live in ``session/``, placement in ``xdist/`` and
+``local``, reports in ``report/``.
 """
 
 from __future__ import annotations
@@ -34,13 +34,16 @@ def _not_rewritten(finders: Iterable[object]) -> None:
 
 _not_rewritten(sys.meta_path)  # before the imports below
 
+from . import marks
 from . import settings as dtf_settings
+from . import worker as dtf_worker
 from .worker import FlushPlugin, TimeoutScaler, WorkerPlugin, attempt_meta
 
 if TYPE_CHECKING:
-    from .controller import Controller
+    from .session.attempts import Attempts
 
 CONTROLLER = "dtf_controller"
+ATTEMPTS: pytest.StashKey[Attempts] = pytest.StashKey()  # the controller's session state (not on workers)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
+        dtf_worker.install(config)
         # the controller validated the settings and sends what a worker needs
         sent = workerinput.get(dtf_settings.WORKERINPUT_KEY, {})
         if sent.get("retry"):
@@ -85,8 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.collectonly:
         return
     # the controller's rooms: not imported on workers
-    from .controller import Controller
     from .ledger import Ledger
+    from .session.attempts import Attempts
+    from .session.workers import WorkerBook
 
     routing = _routing_asked(config, settings)
     settings.schedule = settings.retry or routing
@@ -100,23 +105,21 @@ def pytest_configure(config: pytest.Config) -> None:
             handler.recovery_strategies.extend(strategies or [])
         return handler
 
-    ledger = Ledger(retry_budget=settings.retry_budget)
-    controller = Controller(config, settings, make_handler, ledger)
-    session = DtfSession(config, controller)
-    config.pluginmanager.register(session, CONTROLLER)
+    ledger = Ledger(retry_budget=settings.retry_budget, workers=WorkerBook(settings.hardware))
+    attempts = Attempts(config, settings, make_handler, ledger)
+    config.stash[ATTEMPTS] = attempts
+    config.pluginmanager.register(DtfSession(config, attempts), CONTROLLER)
     if _distributed(config):
-        from .distributed import XdistGlue
+        from .xdist.hooks import XdistHooks
 
-        glue = XdistGlue(
-            config, controller, settings.hardware, settings.gpus_per_worker, routing=routing
-        )
-        config.pluginmanager.register(glue, "dtf_xdist")
+        config.pluginmanager.register(XdistHooks(config, attempts, routing=routing), "dtf_xdist")
     else:
         from .local import LocalRunner
 
+        dtf_worker.install(config)
         tags = _local_tags(config, settings.hardware)
-        ledger.node("local").hardware = tags
-        config.pluginmanager.register(LocalRunner(controller), "dtf_local")
+        ledger.workers.node("local").hardware = tags
+        config.pluginmanager.register(LocalRunner(attempts), "dtf_local")
         config.pluginmanager.register(
             WorkerPlugin(config, "local", lambda: tags, missing=settings.missing_hardware), "dtf_worker"
         )
@@ -198,9 +201,9 @@ class OutcomeWords:
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
         outcome = report.outcome
         if outcome == "passed":
-            if report.__dict__.get("dtf_flaky") and report.when == "call":
+            if marks.marked(report, "dtf_flaky") and report.when == "call":
                 return "flaky", "L", ("FLAKY", {"yellow": True})
-            if report.__dict__.get("dtf_hidden"):
+            if marks.marked(report, "dtf_hidden"):
                 return "", "", ""  # a lost worker's test that had passed: shown once already
         elif outcome == "rerun":
             return "rerun", "R", ("RERUN", {"yellow": True})
@@ -210,15 +213,15 @@ class OutcomeWords:
 class DtfSession:
     """Session-level hooks on the controller: outcomes, summary, reports, exit status."""
 
-    def __init__(self, config: pytest.Config, controller: Controller) -> None:
+    def __init__(self, config: pytest.Config, attempts: Attempts) -> None:
         self.config = config
-        self.controller = controller
+        self.attempts = attempts
         self.words: OutcomeWords | None = None
         self.collection_errors: dict[str, str] = {}  # nodeid -> message (each worker reports it)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        s = self.controller.settings
+        s = self.attempts.settings
         tr = self.config.pluginmanager.getplugin("terminalreporter")
         if tr is None:
             return
@@ -227,7 +230,7 @@ class DtfSession:
 
     @pytest.hookimpl(tryfirst=True)  # "rerun" before the terminal and JUnit see the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.controller.on_report(report) and self.words is None:
+        if self.attempts.on_report(report) and self.words is None:
             # registered with the first report that needs it (the terminal asks it
             # right after this hook): a run where all pass pays no call per report
             self.words = OutcomeWords()
@@ -236,17 +239,17 @@ class DtfSession:
     @pytest.hookimpl
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and report.nodeid not in self.collection_errors:
-            from .record import MAX_TRACEBACK, safe_str
+            from .engine.record import MAX_TRACEBACK, safe_str
 
             self.collection_errors[report.nodeid] = safe_str(report.longrepr, MAX_TRACEBACK)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
-        ledger = self.controller.ledger
+        ledger = self.attempts.ledger
         # before junitxml writes its file: every test has its outcome
-        self.controller.finish_unfinished("the session ended before it ran")
+        self.attempts.finish_unfinished("the session ended before it ran")
         ledger.finished = time.time()
-        if self.controller.settings.fail_on_flaky and exitstatus == 0 and ledger.flaky():
+        if self.attempts.settings.fail_on_flaky and exitstatus == 0 and ledger.flaky():
             session.exitstatus = dtf_settings.EXIT_FLAKY
         try:
             return (yield)
@@ -255,9 +258,9 @@ class DtfSession:
             self._write_reports(int(getattr(session, "exitstatus", exitstatus)))
 
     def _write_reports(self, exitstatus: int) -> None:
-        ledger = self.controller.ledger
+        ledger = self.attempts.ledger
         xmlpath = getattr(self.config.option, "xmlpath", None)
-        path = self.controller.settings.report
+        path = self.attempts.settings.report
         if not path and not xmlpath:
             return
         from . import report
@@ -266,7 +269,7 @@ class DtfSession:
             if xmlpath and os.path.isfile(xmlpath):  # not --junitxml=/dev/null
                 report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
             if path:
-                data = report.build_report(ledger, self.controller.patterns(), run_info=self._run_info(exitstatus))
+                data = report.build_report(ledger, self.attempts.patterns(), run_info=self._run_info(exitstatus))
                 self.config.hook.pytest_dtf_report(report=data, config=self.config)
                 target = Path(path)
                 if not target.is_absolute():
@@ -300,7 +303,7 @@ class DtfSession:
 
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        ledger = self.controller.ledger
+        ledger = self.attempts.ledger
         if ledger.quiet():
             return
         from .report import write_summary
@@ -308,7 +311,7 @@ class DtfSession:
         write_summary(
             terminalreporter,
             ledger,
-            self.controller.patterns(),
+            self.attempts.patterns(),
             verbose=self.config.option.verbose,
             budget=ledger.retry_budget,
         )
@@ -317,4 +320,4 @@ class DtfSession:
 @pytest.fixture
 def dtf_attempt(request: pytest.FixtureRequest) -> int:
     """The 1-based number of the attempt of this test that is running."""
-    return int(attempt_meta(request.node.nodeid).get("attempt") or 1)
+    return int(attempt_meta(request.config, request.node.nodeid).get("attempt") or 1)

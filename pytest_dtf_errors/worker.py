@@ -10,32 +10,47 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from . import marks
+
+if TYPE_CHECKING:
+    from .session.workers import Requirement
 
 # engine.record (and hardware) are imported on first need: a worker of a run that
 # did not ask for dtf pays no start-up for them (under PYTHONDONTWRITEBYTECODE pytest
 # rewrites and compiles every imported module of a plugin in every process)
 
-# Attempt metadata for in-process runs; xdist workers get theirs over the link.
-LOCAL_ATTEMPTS: dict[str, dict[str, Any]] = {}
+# The DTF link's state on an xdist worker (None without a link): its channel, its
+# parameters and the attempts the controller announced
+LINK: pytest.StashKey[Any] = pytest.StashKey()
+# nodeid -> {"attempt", "timeout_factor", ...}: the link's on a worker, the in-process runner's locally
+ATTEMPTS: pytest.StashKey[dict[str, dict[str, Any]]] = pytest.StashKey()
+
+
+def install(config: pytest.Config) -> None:
+    """Put the worker's state on ``config.stash``. The link code runs (remote_exec) before
+    pytest starts on the worker and can only publish itself as a module: read it once, here."""
+    link = sys.modules.get("_dtf_link")
+    config.stash[LINK] = link
+    config.stash[ATTEMPTS] = link.attempts if link is not None else {}
+
+
+def attempt_meta(config: pytest.Config, nodeid: str) -> dict[str, Any]:
+    return config.stash.get(ATTEMPTS, {}).get(nodeid) or {}
+
+
+def _link(config: pytest.Config) -> Any:
+    return config.stash.get(LINK, None)
 
 
 class HardwareMismatchError(Exception):
     """A test ran on a worker that lacks the hardware its marker asks for."""
 
 
-def attempt_meta(nodeid: str) -> dict[str, Any]:
-    link = sys.modules.get("_dtf_link")
-    if link is not None:
-        meta = link.attempts.get(nodeid)
-        if meta:
-            return meta
-    return LOCAL_ATTEMPTS.get(nodeid, {})
-
-
-def hardware_requirement(item: pytest.Item) -> dict[str, Any] | None:
+def hardware_requirement(item: pytest.Item) -> Requirement | None:
     """The ``@pytest.mark.hardware(...)`` of an item, or None.
 
     ``hardware("cuda", "rocm")`` means any of them; ``fallback=`` names what a
@@ -85,8 +100,10 @@ class WorkerPlugin:
         self._detect_tags = detect_tags
         self._tags: list[str] | None = None
         self.rootdir = str(config.rootpath)
-        if announce:
-            self._send(("tags", self.tags))  # before "workerready": the header shows them
+        if announce and _link(config) is not None:
+            from .xdist import messages
+
+            self._send(messages.tags_to_wire(self.tags))  # before "workerready": the header shows them
 
     @property
     def tags(self) -> list[str]:
@@ -95,9 +112,8 @@ class WorkerPlugin:
             self._tags = self._detect_tags()
         return self._tags
 
-    @staticmethod
-    def _send(message: tuple[str, Any]) -> bool:
-        link = sys.modules.get("_dtf_link")
+    def _send(self, message: tuple[str, Any]) -> bool:
+        link = _link(self.config)
         if link is None:
             return False
         try:
@@ -108,7 +124,7 @@ class WorkerPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        reqs = {}
+        reqs: dict[str, Requirement] = {}
         for item in session.items:
             # "in keywords" is a cheap pre-check (it also matches a node named "hardware")
             req = hardware_requirement(item) if "hardware" in item.keywords else None
@@ -117,9 +133,13 @@ class WorkerPlugin:
         if reqs:  # a suite without hardware markers pays nothing per test
             guard = HardwareGuard(self.worker_id, self.tags, reqs, self.missing)
             self.config.pluginmanager.register(guard, "dtf_hardware_guard")
-        self._send(("requirements", reqs))
+        if _link(self.config) is None:
+            return
+        from .xdist import messages
+
+        self._send(messages.requirements_to_wire(reqs))
         if getattr(self.config.option, "loadgroup", False):
-            self._send(("groups", xdist_groups(session.items)))
+            self._send(messages.groups_to_wire(xdist_groups(session.items)))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -129,18 +149,18 @@ class WorkerPlugin:
         if not report.failed:
             return report
         if item.get_closest_marker("flaky") is not None:
-            report.dtf_peer_marked = True  # type: ignore[attr-defined]
+            marks.mark(report, "dtf_peer_marked")
         if call.excinfo is not None:
             from .engine.record import from_exception, to_wire
 
-            report.dtf_error = to_wire(from_exception(  # type: ignore[attr-defined]
+            marks.set_error(report, to_wire(from_exception(
                 call.excinfo.value,
                 phase=call.when,
                 worker=self.worker_id,
                 hardware=self.tags,
                 stderr=report.capstderr,
                 rootdir=self.rootdir,
-            ))
+            )))
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -184,7 +204,7 @@ class HardwareGuard:
     """
 
     def __init__(
-        self, worker_id: str, tags: list[str], requirements: dict[str, dict[str, Any]], missing: str | None
+        self, worker_id: str, tags: list[str], requirements: dict[str, Requirement], missing: str | None
     ) -> None:
         self.worker_id = worker_id
         self.tags = set(tags)
@@ -196,7 +216,7 @@ class HardwareGuard:
         req = self.requirements.get(item.nodeid)
         if req is None or set(req["any"]) & self.tags:
             return
-        allowed = attempt_meta(item.nodeid).get("hardware") or ()
+        allowed = attempt_meta(item.config, item.nodeid).get("hardware") or ()
         if allowed and set(allowed) & self.tags:
             return  # a retry sent on fallback hardware
         have = ", ".join(sorted(self.tags))
@@ -231,10 +251,10 @@ class TimeoutScaler:
         replace = getattr(settings, "_replace", None)
         if replace is None or not settings.timeout:
             return None
-        factor = float(attempt_meta(item.nodeid).get("timeout_factor") or 1.0)
+        factor = float(attempt_meta(item.config, item.nodeid).get("timeout_factor") or 1.0)
         if factor > 1.0:
             settings = replace(timeout=settings.timeout * factor)
-        link = sys.modules.get("_dtf_link")
+        link = _link(item.config)
         if link is not None and settings.method == "thread":
             return _thread_timer(item, settings, link.channel)
         if factor <= 1.0:
@@ -253,12 +273,14 @@ def _thread_timer(item: pytest.Item, settings: Any, channel: Any) -> bool:
 
     import pytest_timeout
 
+    from .xdist import messages
+
     def expire() -> None:
         if settings.disable_debugger_detection or not pytest_timeout.is_debugging():
             # written to the pipe before os._exit: the controller reads it first;
             # without the link it is a plain crash
             with contextlib.suppress(Exception):
-                channel.send(("timeout", {"nodeid": item.nodeid, "timeout": settings.timeout}))
+                channel.send(messages.timeout_to_wire(item.nodeid, settings.timeout))
         pytest_timeout.timeout_timer(item, settings)  # dumps the stacks, os._exit(1)
 
     timer = threading.Timer(settings.timeout, expire)
@@ -293,7 +315,7 @@ class FlushPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        link = sys.modules.get("_dtf_link")
+        link = _link(session.config)
         if link is not None and link.params.get("flush"):  # only our scheduler sends it
             session.items.append(FlushItem.from_parent(session, name="dtf-flush"))
 

@@ -1,10 +1,10 @@
-"""Quarantine evidence (pytest_dtf_errors.breaker): hand-computed cases, no pytester."""
+"""Quarantine evidence (pytest_dtf_errors.session.breaker): hand-computed cases, no pytester."""
 
 from __future__ import annotations
 
 import pytest
 
-from pytest_dtf_errors.breaker import binomial_tail, judge, leaves_half, node_scoped
+from pytest_dtf_errors.session.breaker import binomial_tail, judge, leaves_half, node_scoped
 
 
 @pytest.mark.parametrize(

@@ -119,10 +119,6 @@ def plan_fields(plan: RetryPlan) -> dict[str, Any]:
 NT = "network_timeout: retry 1"
 AWAY = {"avoid": {"gw0"}, "prefer_not": set()}  # node-specific, on this machine: never on gw0
 HNA = "hardware_not_available"
-BUG_HARDWARE = pytest.mark.xfail(
-    strict=True,
-    reason="decide.py _why_not checks facts.requirement, not plan.hardware (set by require_hardware)",
-)
 
 # fmt: off
 DECIDE_ROWS = [
@@ -166,8 +162,8 @@ DECIDE_ROWS = [
     pytest.param(1, res("hardware_mismatch"), facts(LOCAL), retried("hardware_mismatch: retry 1", **AWAY), id="hw-no-marker-another-worker"),
     pytest.param(1, res("hardware_mismatch"), facts(ALONE), refused("hardware_mismatch: no other worker has the hardware", **AWAY), id="hw-no-marker-alone"),
     pytest.param(1, res("hardware_compatibility_error"), facts(CUDA_ELSEWHERE, requirement=("cuda",)), retried("hardware_compatibility_error: retry 1", **AWAY, hardware=("cuda",)), id="hw-compatibility"),
-    pytest.param(1, res(HNA, actions=(act.require_hardware(["rocm"]),)), facts(ROCM_ELSEWHERE, requirement=("cuda",)), retried(f"{HNA}: retry 1", **AWAY, hardware=("rocm",)), id="hw-required-by-action-elsewhere", marks=BUG_HARDWARE),
-    pytest.param(1, res(HNA, actions=(act.require_hardware(["cuda"]),)), facts(CUDA_ONLY_HERE), refused(f"{HNA}: no other worker has the hardware", **AWAY, hardware=("cuda",)), id="hw-required-by-action-nobody", marks=BUG_HARDWARE),
+    pytest.param(1, res(HNA, actions=(act.require_hardware(["rocm"]),)), facts(ROCM_ELSEWHERE, requirement=("cuda",)), retried(f"{HNA}: retry 1", **AWAY, hardware=("rocm",)), id="hw-required-by-action-elsewhere"),
+    pytest.param(1, res(HNA, actions=(act.require_hardware(["cuda"]),)), facts(CUDA_ONLY_HERE), refused(f"{HNA}: no other worker has the hardware", **AWAY, hardware=("cuda",)), id="hw-required-by-action-nobody"),
     # -- every engine action kind that shapes the plan ---------------------------------------------------
     pytest.param(1, res(actions=(act.avoid_node("gw1"),)), facts(), retried(NT, avoid={"gw1"}), id="action-avoid_node"),
     pytest.param(1, res(actions=(act.prefer_other_node("gw1"),)), facts(), retried(NT, prefer_not={"gw0", "gw1"}), id="action-prefer_other_node"),

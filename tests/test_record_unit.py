@@ -62,7 +62,14 @@ def test_a_cycle_in_the_context_chain_terminates():
     a, b = ValueError("a"), ValueError("b")
     a.__context__, b.__context__ = b, a
     rec = record.from_exception(a)
-    json.dumps(rec)
+    assert json.loads(json.dumps(rec)) == rec
+    messages, node = [rec["message"]], rec
+    while node["chain"]:
+        [node] = node["chain"]
+        assert node["relation"] == "context"
+        messages.append(node["message"])
+    # the cycle is followed to the depth bound, not forever
+    assert messages == ["a", "b", "a", "b", "a", "b"][: record.MAX_CHAIN + 1]
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="ExceptionGroup is new in 3.11")
@@ -85,8 +92,13 @@ def test_hostile_str_and_huge_messages():
 @given(st.one_of(st.text(), st.binary()), st.sampled_from([ValueError, OSError, ConnectionError, AssertionError]))
 def test_any_message_gives_a_json_ready_classifiable_record(message, kind):
     rec = record.from_exception(raised(kind(message)), phase="call", worker="gw1")
-    json.dumps(rec)
-    DistributedErrorHandler().classify(rec)
+    assert json.loads(json.dumps(rec)) == rec
+    assert (rec["type"], rec["phase"], rec["worker"]) == (kind.__name__, "call", "gw1")
+    assert len(rec["message"]) <= record.MAX_MESSAGE + 100
+    result = DistributedErrorHandler().classify(rec)
+    assert isinstance(result.category.value, str) and result.rule
+    if kind is AssertionError:
+        assert result.category.value == "test_assertion_error"
 
 
 @settings(max_examples=100, deadline=None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import execnet
 
-from pytest_dtf_errors.distributed import _ssh_address
+from pytest_dtf_errors.xdist.hosts import ssh_address as _ssh_address
 
 
 def _config(tmp_path, body: str) -> str:

@@ -182,7 +182,7 @@ SHORT_TYPES: dict[str, ErrorCategory] = {
     "HostNotFound": E.WORKER_DISCONNECTED,
     "WorkerTimeout": E.WORKER_TIMEOUT,
     "WorkerTimeoutError": E.WORKER_TIMEOUT,
-    # the plugin's own records of worker deaths (pytest_dtf_errors.record.CRASH_TYPES)
+    # the plugin's own records of worker deaths (engine.record.CRASH_TYPES)
     "WorkerCrash": E.WORKER_CRASHED,
     "WorkerSegfault": E.SYSTEM_CRASH,
     "WorkerOOMKilled": E.RESOURCE_EXHAUSTED,

@@ -1,7 +1,7 @@
 """Exception groups: which members a bounded error record keeps (stdlib only).
 
-Shared by the engine's record builder and the plugin's (``pytest_dtf_errors.record``,
-which workers import without the rest of the engine).
+Used by the one record builder (``engine.record``), which workers import
+without the rest of the engine.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..ledger import Attempt, Ledger, TestRecord
@@ -161,7 +161,7 @@ def _teardown_error(rec: TestRecord) -> dict[str, Any] | None:
     if last is None or not last.failed or last.phase != "call" or not last.error:
         return None
     teardown = last.error.get("teardown_error")
-    return teardown if isinstance(teardown, dict) else None
+    return dict(teardown) if isinstance(teardown, dict) else None
 
 
 def _is_teardown_case(case: ET.Element) -> bool:
@@ -279,7 +279,7 @@ def _is_failure(att: Attempt) -> bool:
 
 
 def _interim_result(tag: str, att: Attempt, donor: _Donor) -> ET.Element:
-    error = att.error or {}
+    error: Mapping[str, Any] = att.error or {}
     message = error.get("message")
     if message is None:
         message = donor.message
@@ -301,7 +301,7 @@ def _interim_result(tag: str, att: Attempt, donor: _Donor) -> ET.Element:
 
 def _final_result(att: Attempt | None, outcome: str, reason: str | None) -> ET.Element:
     """A <failure>/<error> for a failed test pytest wrote no result for."""
-    error = (att.error if att else None) or {}
+    error: Mapping[str, Any] = (att.error if att else None) or {}
     tag = "failure" if att is not None and _is_failure(att) else "error"
     message = error.get("message") or reason or outcome
     el = ET.Element(tag, {"message": xml_text(_clip(str(message), MAX_MESSAGE))})

@@ -302,6 +302,11 @@ def steal_tests(node: WorkerNode, indices: Sequence[int]) -> None:
     node.send_steal(indices)
 
 
+def shut_down(node: WorkerNode) -> None:
+    """End a worker once its queue is done: ``WorkerController.shutdown`` (undocumented). OSError if gone."""
+    node.shutdown()
+
+
 def shutting_down(node: WorkerNode) -> bool:
     """The worker takes no more work: ``WorkerController.shutting_down`` (undocumented)."""
     return bool(node.shutting_down)

@@ -1,24 +1,30 @@
 """The xdist scheduler: load distribution that is retry-aware and hardware-aware.
 
-It implements xdist's ``Scheduling`` protocol and nothing more. First
-attempts are work *units*: one test with ``--dist load``, one scope, file or
-group with ``loadscope`` / ``loadfile`` / ``loadgroup``. Retries are single
-tests with a due time and placement constraints; the controller decides
-them, this module only places them.
+``DtfScheduling`` meets xdist's ``Scheduling`` protocol plus two methods,
+``add_retry`` and ``cancel_retry``. First attempts are work *units*: one test
+with ``--dist load``, one scope, file or group with ``loadscope`` /
+``loadfile`` / ``loadgroup``. Retries are ``RetryPlan``s with a due time and
+placement constraints; the session decides them, this module only places
+them. Worker facts (tags, unavailable hardware, quarantine, the link) are
+read from the WorkerBook; the scheduler calls back through ``Callbacks``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import pytest
 
-if TYPE_CHECKING:
-    from xdist.workermanage import WorkerController
+from ..session.plan import RetryPlan
+from ..session.workers import WorkerBook
+from . import patches
+from .link import Links
+from .patches import WorkerNode
+
+__all__ = ["SUPPORTED_MODES", "Callbacks", "DtfScheduling", "node_id", "scope_key"]
 
 SUPPORTED_MODES = ("load", "loadscope", "loadfile", "loadgroup")
 # How much work a worker has queued ahead: about QUEUE_SECONDS of it, judged
@@ -31,35 +37,18 @@ MAX_CHUNK = 500
 REFILL_BELOW = 3  # keep at least this many queued so a worker never waits for its next item
 
 
-@dataclass
-class Retry:
-    """A promised retry of one test, waiting for its due time and a worker."""
+class Callbacks(Protocol):
+    """What the scheduler tells the session (the xdist hooks implement it)."""
 
-    nodeid: str
-    index: int
-    due: float
-    attempt: int
-    avoid: set[str] = field(default_factory=set)  # hard: never these workers
-    prefer_not: set[str] = field(default_factory=set)  # soft: other workers first
-    hardware: tuple[str, ...] = ()  # any of these tags; () = anything
-    timeout_factor: float = 1.0
+    def collected(self, nodeids: list[str]) -> None:
+        """The workers agreed on the collection: these tests will run."""
 
+    def start_worker(self, plan: RetryPlan) -> bool:
+        """Nobody alive can run ``plan``: start a worker for it. True if one is on its way."""
 
-class Placement(Protocol):
-    """What the scheduler asks of the controller."""
-
-    def node_tags(self, node_id: str) -> list[str]: ...
-    def requirement(self, nodeid: str) -> tuple[str, ...]: ...
-    def fallback(self, nodeid: str) -> tuple[str, ...]: ...
-    def group(self, nodeid: str) -> str | None: ...
-    def can_flush(self, node: WorkerController) -> bool: ...
-    def collected(self, nodeids: Sequence[str]) -> None: ...
-    def before_retry(self, node: WorkerController, retry: Retry) -> None: ...
-    def retry_unplaceable(self, retry: Retry, reason: str) -> None: ...
-    def tests_unplaceable(self, nodeids: list[str], requirement: tuple[str, ...]) -> None: ...
-    def spawn_worker(self, avoid: set[str], hardware: tuple[str, ...] = ()) -> bool: ...
-    def starting_workers(self) -> int: ...
-    def next_due(self, due: float) -> None: ...
+    def unplaceable(self, nodeids: list[str], requirement: tuple[str, ...], reason: str | None) -> None:
+        """These tests can run nowhere: first attempts needing ``requirement`` no worker has
+        (``reason`` None), or a promised retry that cannot be placed (``reason`` says why)."""
 
 
 def scope_key(nodeid: str, mode: str, group: str | None = None) -> str:
@@ -76,36 +65,53 @@ def scope_key(nodeid: str, mode: str, group: str | None = None) -> str:
     return nodeid
 
 
-def node_id(node: Any) -> str:
+def node_id(node: WorkerNode) -> str:
     return str(node.gateway.id)
 
 
 class DtfScheduling:
-    """xdist ``Scheduling`` with a retry queue, worker constraints and hardware routing."""
+    """xdist ``Scheduling`` with a retry queue, worker constraints and hardware routing.
+
+    ``node2collection`` / ``node2pending``: as in xdist's ``LoadScheduling``
+    (pending: indices sent to the worker and not completed, the first one
+    running). ``queues``: units of first attempts not sent yet, by hardware
+    requirement (``()``: runs anywhere). ``retries``: plans waiting for their
+    due time or a worker; ``sent``: plans sent and not completed, by (worker,
+    index), put back if the worker dies. ``refused``: workers that collected a
+    different test set. ``flushed``: the last thing sent was the flush item.
+    ``unreachable``: workers whose channel closed before xdist said so.
+    """
 
     def __init__(
-        self, config: Any, numnodes: int, mode: str, placement: Placement, log: Any = None
+        self,
+        config: pytest.Config,
+        numnodes: int,
+        mode: str,
+        book: WorkerBook,
+        callbacks: Callbacks,
+        links: Links,
+        wake_at: Callable[[float], None],
+        log: Callable[..., object] | None = None,
     ) -> None:
         self.config = config  # peers (pytest-rerunfailures) read sched.config
         self.numnodes = numnodes
         self.mode = mode if mode in SUPPORTED_MODES else "load"
-        self.placement = placement
+        self.book = book
+        self.callbacks = callbacks
+        self.links = links
+        self.wake_at = wake_at
         self.log = log
-        self.node2collection: dict[WorkerController, list[str]] = {}
-        self.node2pending: dict[WorkerController, list[int]] = {}
+        self.node2collection: dict[WorkerNode, list[str]] = {}
+        self.node2pending: dict[WorkerNode, list[int]] = {}
         self.collection: list[str] | None = None
         self.index_of: dict[str, int] = {}
-        # requirement -> queue of units (lists of indices); () = runs anywhere
         self.queues: dict[tuple[str, ...], deque[list[int]]] = {}
-        self.retries: list[Retry] = []
-        self.sent_retries: dict[tuple[str, int], Retry] = {}
-        self.quarantined: set[str] = set()
-        self.unavailable: set[tuple[str, str]] = set()
-        # indices whose teardown report arrived, per worker (its completion event may lag)
-        self.reported: dict[WorkerController, set[int]] = {}
-        self.flushed: set[WorkerController] = set()  # the last thing sent was the flush item
-        # workers whose channel closed before xdist told us they went down
-        self.unreachable: set[WorkerController] = set()
+        self.retries: list[RetryPlan] = []
+        self.sent: dict[tuple[str, int], RetryPlan] = {}
+        self.refused: set[WorkerNode] = set()
+        self.moved: set[WorkerNode] = set()  # quarantined workers whose queued work was moved
+        self.flushed: set[WorkerNode] = set()
+        self.unreachable: set[WorkerNode] = set()
         self.flush_index = -1  # index of the workers' no-op item (worker.FlushItem)
         self.refill_below = REFILL_BELOW  # top a worker up when it has fewer queued
         self.test_seconds: float | None = None  # moving average of a test's duration
@@ -114,7 +120,7 @@ class DtfScheduling:
 
     # -- the protocol ------------------------------------------------------
     @property
-    def nodes(self) -> list[WorkerController]:
+    def nodes(self) -> list[WorkerNode]:
         return list(self.node2pending)
 
     @property
@@ -138,59 +144,50 @@ class DtfScheduling:
 
     @property
     def has_pending(self) -> bool:
-        return bool(
-            self.retries
-            or any(self.queues.values())
-            or any(self.node2pending.values())
-        )
+        return bool(self.retries or any(self.queues.values()) or any(self.node2pending.values()))
 
-    def add_node(self, node: WorkerController) -> None:
+    def add_node(self, node: WorkerNode) -> None:
         assert node not in self.node2pending
         self.node2pending[node] = []
 
-    def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
+    def add_node_collection(self, node: WorkerNode, collection: Sequence[str]) -> None:
         self.node2collection[node] = list(collection)
         if self.collection is not None and list(collection) != self.collection:
             # A worker that collected something else would run the wrong tests.
             self._say(f"dtf: {node_id(node)} collected a different test set; it gets no work")
-            self.quarantined.add(node_id(node))
+            self.refused.add(node)
 
-    def test_reported(self, node: WorkerController, nodeid: str) -> None:
-        """The last report of a test arrived from ``node`` (its completion event may lag)."""
-        index = self.index_of.get(nodeid)
-        if index is not None and index in self.node2pending.get(node, ()):
-            done = self.reported.get(node)
-            if done is None:
-                done = self.reported[node] = set()
-            done.add(index)
-
-    def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
+    def mark_test_complete(self, node: WorkerNode, item_index: int, duration: float = 0) -> None:
         if item_index == self.flush_index:
             return
-        done = self.reported.get(node)
-        if done:
-            done.discard(item_index)
+        name = node_id(node)
+        rec = self.book.nodes.get(name)
+        if rec is not None and rec.unconfirmed and self.collection is not None:
+            rec.unconfirmed.discard(self.collection[item_index])
         mean = self.test_seconds
         self.test_seconds = duration if mean is None else mean + (duration - mean) * 0.05
         pending = self.node2pending.get(node)
         if pending is not None and item_index in pending:
             pending.remove(item_index)
-        if self.sent_retries:
-            self.sent_retries.pop((node_id(node), item_index), None)
+        if self.sent:
+            self.sent.pop((name, item_index), None)
         # the hot path: one test done, top up this worker (the others have their own events)
         if self.retries:
             self._dispatch_retries(time.monotonic())
-        if pending is not None and len(pending) < self.refill_below and self._takes_work(node):
-            self._fill(node)
+        if pending is not None and len(pending) < self.refill_below:
+            if self._takes_work(node):
+                self._fill(node)
+            elif not self.book.takes_work(name):
+                self._move_off(node)
 
     def mark_test_pending(self, item: str) -> None:
         """A peer plugin (pytest-rerunfailures) asks for a test to run again."""
         index = self.index_of.get(item)
         if index is not None:
-            self._queue(self.placement.requirement(item)).appendleft([index])
+            self._queue(self.book.requirement(item)).appendleft([index])
             self.schedule()
 
-    def remove_pending_tests_from_node(self, node: WorkerController, indices: Sequence[int]) -> None:
+    def remove_pending_tests_from_node(self, node: WorkerNode, indices: Sequence[int]) -> None:
         pending = self.node2pending.get(node, [])
         for index in indices:
             if index in pending:
@@ -198,20 +195,23 @@ class DtfScheduling:
             self._requeue(node, index)
         self.schedule()
 
-    def remove_node(self, node: WorkerController) -> str | None:
+    def remove_node(self, node: WorkerNode) -> str | None:
         self.unreachable.discard(node)
         pending = self.node2pending.pop(node)
         self.node2collection.pop(node, None)
-        # A worker can die after a test's last report but before its
-        # "protocol complete" event: that test is done, not the crash item.
-        done = self.reported.pop(node, set())
-        while pending and pending[0] in done:
-            done.discard(pending.pop(0))
         if not pending:
             return None
         assert self.collection is not None
+        # A worker can die after a test's last report but before its
+        # "protocol complete" event: that test is done, not the crash item.
+        rec = self.book.nodes.get(node_id(node))
+        done = rec.unconfirmed if rec is not None else set()
+        while pending and self.collection[pending[0]] in done:
+            done.discard(self.collection[pending.pop(0)])
+        if not pending:
+            return None
         crashed, rest = pending[0], pending[1:]
-        self.sent_retries.pop((node_id(node), crashed), None)
+        self.sent.pop((node_id(node), crashed), None)
         for index in reversed(rest):
             self._requeue(node, index)
         return self.collection[crashed]
@@ -223,39 +223,28 @@ class DtfScheduling:
             self._start()
         self.give_up_unplaceable()
         self._dispatch_retries(time.monotonic())
-        for node in self._live_nodes():
-            self._fill(node)
+        for node in list(self.node2pending):
+            if self._takes_work(node):
+                self._fill(node)
+            elif not self.book.takes_work(node_id(node)):
+                self._move_off(node)
 
-    # -- controller-facing -------------------------------------------------
-    def add_retry(self, retry: Retry) -> None:
-        self.retries.append(retry)
-        self.placement.next_due(retry.due)
+    # -- the two methods beyond the protocol -----------------------------------
+    def add_retry(self, plan: RetryPlan) -> None:
+        """Run ``plan`` once it is due, on a worker its constraints allow."""
+        self.retries.append(plan)
+        self.wake_at(plan.due if plan.due is not None else time.monotonic())
         if not any(
-            self._eligible(n, retry, strict=False) for n in self._live_nodes()
-        ) and not self.placement.starting_workers():
+            self._fits(n, plan.hardware) for n in self._live_nodes()
+        ) and not self.book.starting_workers():
             # Every worker is shutting down or gone: start one for this retry.
-            self.placement.spawn_worker(retry.avoid | retry.prefer_not, retry.hardware)
+            self.callbacks.start_worker(plan)
 
     def cancel_retry(self, nodeid: str) -> bool:
         """Drop a waiting retry (the breaker stopped it). True if one was waiting."""
         before = len(self.retries)
         self.retries = [r for r in self.retries if r.nodeid != nodeid]
         return len(self.retries) != before
-
-    def quarantine(self, node_name: str) -> None:
-        """Stop sending work to a worker and move what it has not started."""
-        self.quarantined.add(node_name)
-        for node, pending in self.node2pending.items():
-            if node_id(node) != node_name:
-                continue
-            # the first is running and the second already taken off the worker's
-            # queue (as the running test's next item); the rest can be stolen
-            if len(pending) > 2 and not self._command(node, node.send_steal, pending[2:]):
-                continue
-            self._flush(node)
-
-    def mark_unavailable(self, node_name: str, hardware: str) -> None:
-        self.unavailable.add((node_name, hardware))
 
     # -- internals ---------------------------------------------------------
     def _say(self, line: str) -> None:
@@ -270,12 +259,12 @@ class DtfScheduling:
         self.collection = first
         self.flush_index = len(first)
         self.index_of = {nodeid: i for i, nodeid in enumerate(first)}
-        self.placement.collected(first)
+        self.callbacks.collected(first)
         units: dict[tuple[tuple[str, ...], str], list[int]] = {}
+        groups = self.book.groups if self.mode == "loadgroup" else {}
         for index, nodeid in enumerate(first):
-            req = self.placement.requirement(nodeid)
-            group = self.placement.group(nodeid) if self.mode == "loadgroup" else None
-            units.setdefault((req, scope_key(nodeid, self.mode, group)), []).append(index)
+            req = self.book.requirement(nodeid)
+            units.setdefault((req, scope_key(nodeid, self.mode, groups.get(nodeid))), []).append(index)
         ordered = list(units.items())
         option = getattr(self.config, "option", None)
         if self.mode != "load" and getattr(option, "loadscopereorder", True):
@@ -285,12 +274,10 @@ class DtfScheduling:
 
     def _same_collections(self, first: list[str]) -> bool:
         """As xdist: workers that collected different tests end the run with a collection error."""
-        from xdist.report import report_collection_diff
-
         nodes = list(self.node2collection.items())
         same = True
         for node, collection in nodes[1:]:
-            msg = report_collection_diff(first, collection, node_id(nodes[0][0]), node_id(node))
+            msg = patches.collection_diff(first, collection, node_id(nodes[0][0]), node_id(node))
             if msg:
                 same = False
                 self._say(msg)
@@ -305,97 +292,118 @@ class DtfScheduling:
             self._ordered = None
         return q
 
-    def _requeue(self, node: WorkerController, index: int) -> None:
-        retry = self.sent_retries.pop((node_id(node), index), None)
-        if retry is not None:
-            retry.due = time.monotonic()
-            self.retries.append(retry)
+    def _requeue(self, node: WorkerNode, index: int) -> None:
+        plan = self.sent.pop((node_id(node), index), None)
+        if plan is not None:
+            self.retries.append(plan)  # due already: it goes out with the next event
         else:
             assert self.collection is not None
-            self._queue(self.placement.requirement(self.collection[index])).appendleft([index])
+            self._queue(self.book.requirement(self.collection[index])).appendleft([index])
 
-    def _takes_work(self, node: WorkerController) -> bool:
+    def _takes_work(self, node: WorkerNode) -> bool:
         return (
-            not node.shutting_down
+            not patches.shutting_down(node)
             and node not in self.unreachable
-            and node_id(node) not in self.quarantined
+            and node not in self.refused
+            and self.book.takes_work(node_id(node))
         )
 
-    def _live_nodes(self) -> list[WorkerController]:
+    def _live_nodes(self) -> list[WorkerNode]:
         return [n for n in self.node2pending if self._takes_work(n)]
 
-    def tags(self, node: WorkerController) -> set[str]:
-        name = node_id(node)
-        return {t for t in self.placement.node_tags(name) if (name, t) not in self.unavailable}
+    def _move_off(self, node: WorkerNode) -> None:
+        """A quarantined or retiring worker: no more work, and what it has not started moves.
+        A retiring one is shut down once its last test is done (the hooks replace it)."""
+        pending = self.node2pending[node]
+        rec = self.book.nodes.get(node_id(node))
+        if node not in self.moved:
+            self.moved.add(node)
+            # the first is running and the second already taken off the worker's queue (as
+            # the running test's next item), or the worker is further on than its reports
+            # say. xdist steals all the indices asked for or none: one at a time, each test
+            # still queued there comes back
+            for index in pending[2:]:
+                if not self._command(node, patches.steal_tests, [index]):
+                    return
+            self._flush(node)
+        if not pending and rec is not None and rec.retiring and not patches.shutting_down(node):
+            self._command(node, lambda n, _: patches.shut_down(n), ())
 
-    def _fits(self, node: WorkerController, req: tuple[str, ...]) -> bool:
-        return not req or bool(self.tags(node) & set(req))
+    def _fits(self, node: WorkerNode, req: tuple[str, ...]) -> bool:
+        return not req or bool(self.book.tags(node_id(node)) & set(req))
 
-    def _eligible(self, node: WorkerController, retry: Retry, strict: bool = True) -> bool:
-        if node_id(node) in retry.avoid and strict:
-            return False
-        return self._fits(node, retry.hardware)
+    def _eligible(self, node: WorkerNode, plan: RetryPlan) -> bool:
+        return node_id(node) not in plan.avoid and self._fits(node, plan.hardware)
 
     def _dispatch_retries(self, now: float) -> None:
         if not self.retries:
             return
         live = self._live_nodes()
-        keep: list[Retry] = []
-        for retry in sorted(self.retries, key=lambda r: r.due):
-            if retry.due > now + 0.005:
-                keep.append(retry)
-                self.placement.next_due(retry.due)
+        keep: list[RetryPlan] = []
+        for plan in sorted(self.retries, key=_due):
+            if _due(plan) > now + 0.005:
+                keep.append(plan)
+                self.wake_at(_due(plan))
                 continue
-            node = self._pick(retry, live)
+            node = self._pick(plan, live)
             died = False
             while node is not None:
-                self.placement.before_retry(node, retry)
-                if self._send(node, [retry.index]):
+                if self._send_retry(node, plan):
                     break
                 live.remove(node)  # it died under us: another one runs the retry
                 died = True
-                node = self._pick(retry, live)
+                node = self._pick(plan, live)
             if node is None:
-                reason = None if died else self._why_unplaceable(retry)
+                reason = None if died else self._why_unplaceable(plan)
                 if reason is None:
-                    keep.append(retry)  # a worker is starting (or will replace the dead)
+                    keep.append(plan)  # a worker is starting (or will replace the dead)
                 else:
-                    self.placement.retry_unplaceable(retry, reason)
+                    self.callbacks.unplaceable([plan.nodeid], plan.hardware, reason)
                 continue
-            self.sent_retries[(node_id(node), retry.index)] = retry
+            self.sent[(node_id(node), self.index_of[plan.nodeid])] = plan
         self.retries = keep
 
-    def _pick(self, retry: Retry, live: list[WorkerController]) -> WorkerController | None:
-        fitting = [n for n in live if self._eligible(n, retry)]
-        if not fitting and len(live) == 1 and not self.placement.starting_workers():
-            # The only worker left is the one to avoid: better there than nowhere.
-            fitting = [n for n in live if self._fits(n, retry.hardware)]
+    def _send_retry(self, node: WorkerNode, plan: RetryPlan) -> bool:
+        """The worker learns the attempt over the link, then gets the test."""
+        plan.dispatched = time.monotonic()
+        self.links.send_attempt(node_id(node), plan)
+        return self._send(node, [self.index_of[plan.nodeid]])
+
+    def _pick(self, plan: RetryPlan, live: list[WorkerNode]) -> WorkerNode | None:
+        fitting = [n for n in live if self._eligible(n, plan)]
+        if not fitting and not self.book.starting_workers():
+            # Every worker able to run it is one to avoid: better there than nowhere.
+            fitting = [n for n in live if self._fits(n, plan.hardware)]
         if not fitting:
             return None
+        prefer = set(plan.prefer_hardware)
         return min(
             fitting,
-            key=lambda n: (node_id(n) in retry.prefer_not, len(self.node2pending[n])),
+            key=lambda n: (
+                node_id(n) in plan.prefer_not,
+                bool(prefer) and not (self.book.tags(node_id(n)) & prefer),
+                len(self.node2pending[n]),
+            ),
         )
 
-    def _why_unplaceable(self, retry: Retry) -> str | None:
-        if self.placement.starting_workers():
+    def _why_unplaceable(self, plan: RetryPlan) -> str | None:
+        if self.book.starting_workers():
             return None
         everyone = list(self.node2pending)
-        if any(self._fits(n, retry.hardware) for n in everyone if not n.shutting_down):
+        if any(self._fits(n, plan.hardware) for n in everyone if not patches.shutting_down(n)):
             return None if self._live_nodes() else "every worker able to run it is quarantined"
-        if retry.hardware and not any(self._fits(n, retry.hardware) for n in everyone):
-            return f"no worker with {'/'.join(retry.hardware)} is left"
-        if self.placement.spawn_worker(retry.avoid | retry.prefer_not, retry.hardware):
+        if plan.hardware and not any(self._fits(n, plan.hardware) for n in everyone):
+            return f"no worker with {'/'.join(plan.hardware)} is left"
+        if self.callbacks.start_worker(plan):
             return None
         return "no worker is left to run it"
 
     def give_up_unplaceable(self) -> None:
         """Tests whose hardware no live or starting worker has are skipped, not lost."""
-        if not any(req and q for req, q in self.queues.items()) or self.placement.starting_workers():
+        if not any(req and q for req, q in self.queues.items()) or self.book.starting_workers():
             return
         assert self.collection is not None
-        alive = [n for n in self.node2pending if not n.shutting_down]
-        now = time.monotonic()
+        alive = [n for n in self.node2pending if not patches.shutting_down(n)]
         for req, queue in self.queues.items():
             if not queue or not req:
                 continue
@@ -403,17 +411,19 @@ class DtfScheduling:
                 lost = []
                 for index in (i for unit in queue for i in unit):
                     nodeid = self.collection[index]
-                    fallback = self.placement.fallback(nodeid)
+                    fallback = self.book.fallback(nodeid)
                     if fallback and any(self._fits(n, fallback) for n in alive):
                         # the marker's fallback= hardware runs it, like a retry would
-                        self.retries.append(Retry(nodeid, index, now, attempt=1, hardware=fallback))
+                        first = RetryPlan(nodeid, 0, "", retry=True, reason="fallback", hardware=fallback)
+                        first.promise()
+                        self.retries.append(first)
                     else:
                         lost.append(nodeid)
                 queue.clear()
                 if lost:
-                    self.placement.tests_unplaceable(lost, req)
+                    self.callbacks.unplaceable(lost, req, None)
 
-    def _command(self, node: WorkerController, send: Any, *args: Any) -> bool:
+    def _command(self, node: WorkerNode, send: Callable[[WorkerNode, Sequence[int]], None], indices: Sequence[int]) -> bool:
         """Send one command; False if the worker's channel is already closed.
 
         A worker can die while its "down" event still waits in xdist's queue
@@ -421,31 +431,31 @@ class DtfScheduling:
         xdist's own removal of it follows.
         """
         try:
-            send(*args)
+            send(node, indices)
         except OSError:
             self.unreachable.add(node)
             return False
         return True
 
-    def _send(self, node: WorkerController, indices: list[int]) -> bool:
-        if not self._command(node, node.send_runtest_some, indices):
+    def _send(self, node: WorkerNode, indices: list[int]) -> bool:
+        if not self._command(node, patches.send_tests, indices):
             return False
         self.node2pending[node].extend(indices)
         self.flushed.discard(node)
         return True
 
-    def _flush(self, node: WorkerController) -> None:
+    def _flush(self, node: WorkerNode) -> None:
         """Nothing follows this worker's last test for now: let it run anyway."""
         if (
             self.node2pending[node]
             and node not in self.flushed
             and self.flush_index >= 0
-            and self.placement.can_flush(node)
-            and self._command(node, node.send_runtest_some, [self.flush_index])
+            and self.book.node(node_id(node)).linked
+            and self._command(node, patches.send_tests, [self.flush_index])
         ):
             self.flushed.add(node)
 
-    def _fill(self, node: WorkerController) -> None:
+    def _fill(self, node: WorkerNode) -> None:
         pending = self.node2pending[node]
         if len(pending) >= self.refill_below:
             return
@@ -455,7 +465,7 @@ class DtfScheduling:
             self._flush(node)
             return
         remaining = sum(len(q) for q in queues)
-        live = max(1, len(self.node2pending) - len(self.quarantined))
+        live = max(1, len(self._live_nodes()))
         target = max(REFILL_BELOW + 1, min(self._chunk(), remaining // (2 * live)))
         # a few slow tests are spread over all workers, as xdist's round robin does;
         # two at least, so that a worker never waits on a lone last item
@@ -492,3 +502,7 @@ class DtfScheduling:
         if self._ordered is None:
             self._ordered = sorted(self.queues.items(), key=lambda kv: (not kv[0], kv[0]))
         return self._ordered
+
+
+def _due(plan: RetryPlan) -> float:
+    return plan.due if plan.due is not None else plan.decided

@@ -1,0 +1,208 @@
+"""decide(): one failed attempt, its category result and the run's facts -> a RetryPlan.
+
+Pure: it reads its arguments and returns the plan; it changes nothing. Every
+recovery action kind the engine can emit is handled here: the placement kinds
+shape the plan, the worker kinds become ``Effect``s the caller carries out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, NamedTuple, final
+
+from .plan import RetryPlan
+from .workers import WorkerBook
+
+__all__ = ["CategoryResult", "Effect", "Facts", "decide", "effects"]
+
+# Families whose retry must run on another worker (the node is suspect).
+NODE_SPECIFIC = frozenset({
+    "worker_crashed", "worker_disconnected", "worker_timeout", "system_crash", "system_resource_limit",
+    "resource_exhausted", "hardware_not_available", "hardware_mismatch", "hardware_compatibility_error",
+})
+# Categories whose retry prefers another worker (and another host).
+PREFER_OTHER = frozenset({"network_timeout", "network_connection_error", "network_server_error"})
+HARDWARE_CATEGORIES = frozenset({"hardware_not_available", "hardware_mismatch", "hardware_compatibility_error"})
+
+
+@final
+class CategoryResult:
+    """What the engine said about one failure, as decide() needs it."""
+
+    __slots__ = ("actions", "category", "delay", "max_retries", "retried", "retry")
+
+    def __init__(
+        self,
+        category: str,
+        retry: bool,
+        delay: float = 0.0,
+        actions: Sequence[Mapping[str, object]] = (),
+        max_retries: int = 0,
+        retried: bool = True,
+    ) -> None:
+        self.category = category
+        self.retry = retry  # the category's policy (and the recovery strategy) allow another attempt
+        self.delay = delay
+        self.actions = actions  # the engine's structured recovery actions (engine.actions)
+        self.max_retries = max_retries  # the policy's
+        self.retried = retried  # the policy retries this category at all
+
+
+@final
+class Facts:
+    """What the run knows when the attempt failed, beyond the attempt itself."""
+
+    __slots__ = (
+        "budget", "dist_each", "fallback", "max_retries", "peer", "peer_marked", "phase",
+        "requirement", "retries_used", "retry", "tripped", "workers",
+    )
+
+    def __init__(
+        self,
+        workers: WorkerBook,
+        *,
+        retry: bool = True,
+        phase: str = "call",
+        requirement: tuple[str, ...] = (),
+        fallback: tuple[str, ...] = (),
+        max_retries: int | None = None,
+        budget: int | None = None,
+        retries_used: int = 0,
+        tripped: str | None = None,
+        peer: str | None = None,
+        peer_marked: str | None = None,
+        dist_each: bool = False,
+    ) -> None:
+        self.workers = workers  # read only
+        self.retry = retry  # --dtf-retry
+        self.phase = phase  # setup / call / teardown / crash
+        self.requirement = requirement  # the test's hardware marker: any of these tags
+        self.fallback = fallback  # the marker's fallback= tags
+        self.max_retries = max_retries  # --dtf-max-retries
+        self.budget = budget
+        self.retries_used = retries_used
+        self.tripped = tripped  # the breaker's reason, when it stopped this pattern
+        self.peer = peer  # an active peer retry plugin owns retries
+        self.peer_marked = peer_marked  # the test is @pytest.mark.flaky and this plugin owns it
+        self.dist_each = dist_each
+
+
+class Effect(NamedTuple):
+    """A recovery action on a worker, carried out by the caller."""
+
+    kind: Literal["mark_unavailable", "quarantine_node", "restart_worker"]
+    node: str
+    detail: str  # the hardware, or the reason
+
+
+def decide(nodeid: str, attempt: int, node: str, result: CategoryResult, facts: Facts) -> RetryPlan:
+    """The plan for attempt ``attempt`` of ``nodeid``, which failed on ``node``."""
+    plan = RetryPlan(nodeid, attempt, node, result.category, hardware=facts.requirement)
+    _place(plan, result, facts)
+    reason = _why_not(plan, result, facts)
+    if reason is None:
+        plan.retry, plan.delay, plan.reason = True, result.delay, f"{result.category}: retry {attempt}"
+    else:
+        plan.reason = reason
+    return plan
+
+
+def _why_not(plan: RetryPlan, result: CategoryResult, facts: Facts) -> str | None:
+    """Why the attempt is not retried, or None when it is."""
+    category = result.category
+    if facts.peer_marked:
+        return f"marked flaky: left to {facts.peer_marked}"
+    if not facts.retry:
+        return "retries are off (no --dtf-retry)"
+    if facts.peer:
+        return f"left to {facts.peer}, which retries this run"
+    if facts.dist_each:
+        return "--dist each runs every test on every worker: not retried"
+    if facts.phase == "teardown":
+        return "teardown failures are not retried: the test body ran"
+    if facts.tripped:  # the breaker's verdict explains every test of its pattern alike
+        return facts.tripped
+    if not result.retry:
+        if result.max_retries == 0 or not result.retried:
+            return f"{category} is not retried"
+        return f"{category}: {plan.attempt - 1} of {result.max_retries} retries used"
+    if facts.max_retries is not None and plan.attempt > facts.max_retries:
+        return f"--dtf-max-retries {facts.max_retries} reached"
+    if facts.budget is not None and facts.retries_used >= facts.budget:
+        return f"retry budget of {facts.budget} used up"
+    if category in HARDWARE_CATEGORIES and not (
+        facts.workers.candidates({plan.node}, plan.hardware) or facts.fallback
+    ):
+        return f"{category}: no other worker has the hardware"
+    return None
+
+
+def _place(plan: RetryPlan, result: CategoryResult, facts: Facts) -> None:
+    """Where the retry may run: from the category, then the engine's placement actions."""
+    category = result.category
+    if category in NODE_SPECIFIC:
+        plan.avoid.add(plan.node)
+    else:
+        plan.prefer_not.add(plan.node)
+    if category in NODE_SPECIFIC or category in PREFER_OTHER:
+        # a node or network problem may be the whole host's: other hosts first
+        plan.prefer_not |= facts.workers.same_host(plan.node)
+    for action in result.actions:
+        kind = action.get("kind")
+        if kind == "avoid_node":
+            plan.avoid.add(str(action.get("node")))
+        elif kind == "prefer_other_node":
+            plan.prefer_not.add(str(action.get("node")))
+        elif kind == "require_hardware" and action.get("hardware"):
+            plan.hardware = _tags(action["hardware"])
+        elif kind == "prefer_hardware" and action.get("hardware"):
+            plan.prefer_hardware = _tags(action["hardware"])
+        elif kind == "scale_timeout":
+            plan.timeout_factor = max(plan.timeout_factor, _factor(action.get("factor")))
+    if (
+        category in HARDWARE_CATEGORIES
+        and facts.fallback
+        and not facts.workers.candidates({plan.node}, plan.hardware)
+    ):
+        plan.hardware = facts.fallback  # no other worker has it: the marker's fallback= runs it
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(h) for h in value) if isinstance(value, (list, tuple)) else ()
+
+
+def _factor(value: object) -> float:
+    if not value or not isinstance(value, (int, float, str)):
+        return 1.0
+    try:
+        return float(value)
+    except ValueError:
+        return 1.0
+
+
+def effects(actions: Sequence[Mapping[str, object]], crashed: bool) -> list[Effect]:
+    """The engine's actions on workers. A crashed worker's ``restart_worker`` is xdist's own
+    replacement of it (under ``--max-worker-restart``): nothing more to do."""
+    out: list[Effect] = []
+    for action in actions:
+        kind, node = action.get("kind"), action.get("node")
+        if not node:
+            continue
+        if kind == "mark_unavailable" and action.get("hardware"):
+            out.append(Effect("mark_unavailable", str(node), str(action["hardware"])))
+        elif kind == "quarantine_node":
+            out.append(Effect("quarantine_node", str(node), str(action.get("reason") or "engine")))
+        elif kind == "restart_worker" and not crashed:
+            out.append(Effect("restart_worker", str(node), str(action.get("reason") or "engine")))
+    return out
+
+
+def describe_where(plan: RetryPlan) -> str:
+    """Where a retry goes, in the words the reports append to its reason."""
+    if plan.avoid:
+        return f"not on {', '.join(sorted(plan.avoid))}"
+    if plan.prefer_not - plan.avoid:
+        return "preferably on another worker"
+    return "on any worker"

@@ -1,0 +1,112 @@
+"""The DTF link's messages, each with its fields listed once and one to-wire / from-wire pair.
+
+A message is ``(kind, data)``. Workers send ``tags``, ``requirements``,
+``groups``, ``timeout`` (and the heartbeat ``hb``, built by the stdlib-only
+``_worker_link``); the controller sends ``attempt``. What arrives from a worker
+is untrusted: ``from_wire`` keeps what has the right shape and drops the rest.
+Stdlib only: workers import it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from ..session.workers import Memory, Requirement
+
+__all__ = [
+    "AttemptMeta", "Heartbeat", "Message", "attempt_to_wire", "from_wire", "groups_to_wire",
+    "requirements_to_wire", "tags_to_wire", "timeout_to_wire",
+]
+
+
+class AttemptMeta(TypedDict):
+    """Controller -> worker, before a retry: which attempt it is and how to run it."""
+
+    nodeid: str
+    attempt: int
+    timeout_factor: float
+    hardware: list[str]
+
+
+class Heartbeat(Memory, total=False):
+    """Worker -> controller, every second: the time and the memory figures."""
+
+    t: float
+
+
+class TimedOut(TypedDict):
+    """Worker -> controller: pytest-timeout's thread method is about to end the worker."""
+
+    nodeid: str
+    timeout: float
+
+
+Message = (
+    tuple[Literal["hb"], Heartbeat]
+    | tuple[Literal["tags"], list[str]]
+    | tuple[Literal["requirements"], dict[str, Requirement]]
+    | tuple[Literal["groups"], dict[str, str]]
+    | tuple[Literal["timeout"], TimedOut]
+)
+
+
+# -- to the wire -------------------------------------------------------------------
+def attempt_to_wire(
+    nodeid: str, attempt: int, timeout_factor: float, hardware: tuple[str, ...]
+) -> tuple[Literal["attempt"], AttemptMeta]:
+    return "attempt", {
+        "nodeid": nodeid, "attempt": attempt, "timeout_factor": timeout_factor, "hardware": list(hardware),
+    }
+
+
+def tags_to_wire(tags: list[str]) -> tuple[Literal["tags"], list[str]]:
+    return "tags", list(tags)
+
+
+def requirements_to_wire(reqs: dict[str, Requirement]) -> tuple[Literal["requirements"], dict[str, Requirement]]:
+    return "requirements", reqs
+
+
+def groups_to_wire(groups: dict[str, str]) -> tuple[Literal["groups"], dict[str, str]]:
+    return "groups", groups
+
+
+def timeout_to_wire(nodeid: str, timeout: float) -> tuple[Literal["timeout"], TimedOut]:
+    return "timeout", {"nodeid": nodeid, "timeout": timeout}
+
+
+# -- from the wire (untrusted) --------------------------------------------------------
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def from_wire(message: object) -> Message | None:
+    """A worker's message in its typed shape, or None if it is not one."""
+    if not isinstance(message, (tuple, list)) or len(message) != 2:
+        return None
+    kind, data = message
+    if kind == "hb" and isinstance(data, dict):
+        beat: Heartbeat = {}
+        for key in ("rss_mb", "MemTotal", "MemAvailable"):
+            number = _number(data.get(key))
+            if number is not None:
+                beat[key] = int(number)
+        return "hb", beat
+    if kind == "tags":
+        return "tags", _strings(data)
+    if kind == "requirements" and isinstance(data, dict):
+        reqs: dict[str, Requirement] = {}
+        for nodeid, req in data.items():
+            if isinstance(req, dict):
+                reqs[str(nodeid)] = {"any": _strings(req.get("any")), "fallback": _strings(req.get("fallback"))}
+        return "requirements", reqs
+    if kind == "groups" and isinstance(data, dict):
+        return "groups", {str(k): str(v) for k, v in data.items()}
+    if kind == "timeout" and isinstance(data, dict):
+        timed_out: TimedOut = {"nodeid": str(data.get("nodeid")), "timeout": _number(data.get("timeout")) or 0.0}
+        return "timeout", timed_out
+    return None
