@@ -108,7 +108,10 @@ class LocalRunner:
     def _run(
         self, item: pytest.Item, nextitem: pytest.Item | None, attempt: int, factor: float = 1.0
     ) -> None:
-        item.config.stash[ATTEMPTS][item.nodeid] = {"attempt": attempt, "timeout_factor": factor}
+        # the shape the link gives a worker (xdist/messages.AttemptMeta)
+        item.config.stash[ATTEMPTS][item.nodeid] = {
+            "nodeid": item.nodeid, "attempt": attempt, "timeout_factor": factor, "hardware": [],
+        }
         if attempt == 1:  # inside pytest's protocol call for the item
             item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
             runtestprotocol(item, nextitem=nextitem, log=True)

@@ -67,15 +67,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None:
         dtf_worker.install(config)
         # the controller validated the settings and sends what a worker needs
-        sent = workerinput.get(dtf_settings.WORKERINPUT_KEY, {})
-        if sent.get("retry"):
+        sent = dtf_settings.worker_settings(workerinput)
+        if sent["retry"]:
             # The controller counts final failures for --maxfail; a worker would
             # count failures that are going to be retried and stop too early.
             config.option.maxfail = 0
-        schedule = bool(sent.get("schedule"))
+        schedule = sent["schedule"]
         # under xdist's own scheduler nobody routes: a test whose hardware this worker
         # lacks is skipped (or failed) here, as in a run without xdist
-        missing = None if schedule else sent.get("missing", "skip")
+        missing = None if schedule else sent["missing"]
         worker = WorkerPlugin(
             config, str(workerinput.get("workerid", "?")), lambda: _worker_tags(config), missing,
             announce=schedule,  # the scheduler routes by the tags: detected now, sent at once

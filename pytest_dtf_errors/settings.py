@@ -11,9 +11,9 @@ naming the key.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, final, overload
 
 import pytest
 
@@ -170,9 +170,29 @@ class Settings:
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
 
-    def for_workers(self) -> dict[str, Any]:
-        """What a worker needs (plain data: it travels in xdist's workerinput)."""
+    def for_workers(self) -> WorkerSettings:
+        """What a worker needs, to the wire (plain data: it travels in xdist's workerinput)."""
         return {"retry": self.retry, "schedule": self.schedule, "missing": self.missing_hardware}
+
+
+class WorkerSettings(TypedDict):
+    """What the controller sends a worker of the settings (``Settings.for_workers``)."""
+
+    retry: bool  # retries are on: the worker leaves --maxfail to the controller
+    schedule: bool  # dtf's scheduler routes: the worker announces its tags, runs the flush item
+    missing: str  # "skip" or "fail": a test whose hardware the worker lacks, under xdist's scheduler
+
+
+def worker_settings(workerinput: Mapping[str, object]) -> WorkerSettings:
+    """From the wire: what the controller sent (an older or foreign controller: the defaults)."""
+    sent = workerinput.get(WORKERINPUT_KEY)
+    data: Mapping[str, object] = sent if isinstance(sent, Mapping) else {}
+    missing = data.get("missing")
+    return {
+        "retry": bool(data.get("retry")),
+        "schedule": bool(data.get("schedule")),
+        "missing": missing if isinstance(missing, str) and missing in ("skip", "fail") else "skip",
+    }
 
 
 def _fresh(default: T) -> T:

@@ -18,6 +18,7 @@ from . import marks
 
 if TYPE_CHECKING:
     from .session.workers import Requirement
+    from .xdist.messages import AttemptMeta
 
 # engine.record (and hardware) are imported on first need: a worker of a run that
 # did not ask for dtf pays no start-up for them (under PYTHONDONTWRITEBYTECODE pytest
@@ -38,8 +39,14 @@ def install(config: pytest.Config) -> None:
     config.stash[ATTEMPTS] = link.attempts if link is not None else {}
 
 
-def attempt_meta(config: pytest.Config, nodeid: str) -> dict[str, Any]:
-    return config.stash.get(ATTEMPTS, {}).get(nodeid) or {}
+def attempt_meta(config: pytest.Config, nodeid: str) -> AttemptMeta | dict[str, Any]:
+    """The controller's word on the attempt of ``nodeid`` running here; {} for a first attempt."""
+    data = config.stash.get(ATTEMPTS, {}).get(nodeid)
+    if not data:
+        return {}
+    from .xdist.messages import attempt_from_wire
+
+    return attempt_from_wire(data) or {}
 
 
 def _link(config: pytest.Config) -> Any:

@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 E = ErrorCategory
-GPU_HARDWARE = frozenset({"cuda", "gpu", "rocm", "mps", "xpu", "tpu"})
 
 
 def _category(error: Mapping[str, Any], context: Mapping[str, Any]) -> ErrorCategory | None:

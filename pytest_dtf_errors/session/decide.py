@@ -8,7 +8,7 @@ shape the plan, the worker kinds become ``Effect``s the caller carries out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, NamedTuple, final
+from typing import Literal, final
 
 from .plan import RetryPlan
 from .workers import WorkerBook
@@ -87,12 +87,30 @@ class Facts:
         self.dist_each = dist_each
 
 
-class Effect(NamedTuple):
+EffectKind = Literal["mark_unavailable", "quarantine_node", "restart_worker"]
+
+
+@final
+class Effect:
     """A recovery action on a worker, carried out by the caller."""
 
-    kind: Literal["mark_unavailable", "quarantine_node", "restart_worker"]
-    node: str
-    detail: str  # the hardware, or the reason
+    __slots__ = ("detail", "kind", "node")
+
+    def __init__(self, kind: EffectKind, node: str, detail: str) -> None:
+        self.kind = kind
+        self.node = node
+        self.detail = detail  # the hardware, or the reason
+
+    def __repr__(self) -> str:
+        return f"Effect({self.kind!r}, {self.node!r}, {self.detail!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Effect):
+            return NotImplemented
+        return (self.kind, self.node, self.detail) == (other.kind, other.node, other.detail)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.node, self.detail))
 
 
 def decide(nodeid: str, attempt: int, node: str, result: CategoryResult, facts: Facts) -> RetryPlan:

@@ -92,7 +92,7 @@ class Links:
         """
         try:
             channel = node.gateway.remote_exec(self._link_source())
-            channel.send({"heartbeat_interval": HEARTBEAT_INTERVAL, "flush": flush})
+            channel.send(messages.params_to_wire(HEARTBEAT_INTERVAL, flush))
             channel.receive(timeout=LINK_TIMEOUT)  # hello: the link code ran
             link = channel.receive(timeout=LINK_TIMEOUT)
 

@@ -2,7 +2,8 @@
 
 A message is ``(kind, data)``. Workers send ``tags``, ``requirements``,
 ``groups``, ``timeout`` (and the heartbeat ``hb``, built by the stdlib-only
-``_worker_link``); the controller sends ``attempt``. What arrives from a worker
+``_worker_link``, which imports nothing of the package); the controller sends
+the link's parameters once and ``attempt`` before each retry. What arrives from a worker
 is untrusted: ``from_wire`` keeps what has the right shape and drops the rest.
 Stdlib only: workers import it.
 """
@@ -14,9 +15,17 @@ from typing import Literal, TypedDict
 from ..session.workers import Memory, Requirement
 
 __all__ = [
-    "AttemptMeta", "Heartbeat", "Message", "attempt_to_wire", "from_wire", "groups_to_wire",
-    "requirements_to_wire", "tags_to_wire", "timeout_to_wire",
+    "AttemptMeta", "Heartbeat", "LinkParams", "Message", "attempt_from_wire", "attempt_to_wire",
+    "from_wire", "groups_to_wire", "params_to_wire", "requirements_to_wire", "tags_to_wire",
+    "timeout_to_wire",
 ]
+
+
+class LinkParams(TypedDict):
+    """Controller -> worker, once, as the link opens (read by the stdlib-only ``_worker_link``)."""
+
+    heartbeat_interval: float
+    flush: bool  # dtf's scheduler sends the flush item (not under xdist's own schedulers)
 
 
 class AttemptMeta(TypedDict):
@@ -51,6 +60,10 @@ Message = (
 
 
 # -- to the wire -------------------------------------------------------------------
+def params_to_wire(heartbeat_interval: float, flush: bool) -> LinkParams:
+    return {"heartbeat_interval": heartbeat_interval, "flush": flush}
+
+
 def attempt_to_wire(
     nodeid: str, attempt: int, timeout_factor: float, hardware: tuple[str, ...]
 ) -> tuple[Literal["attempt"], AttemptMeta]:
@@ -82,6 +95,19 @@ def _strings(value: object) -> list[str]:
 
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def attempt_from_wire(data: object) -> AttemptMeta | None:
+    """On the worker: the controller's word on a test's attempt, or None."""
+    if not isinstance(data, dict):
+        return None
+    attempt, factor = _number(data.get("attempt")), _number(data.get("timeout_factor"))
+    return {
+        "nodeid": str(data.get("nodeid")),
+        "attempt": int(attempt) if attempt is not None and attempt >= 1 else 1,
+        "timeout_factor": factor if factor is not None and factor >= 1.0 else 1.0,
+        "hardware": _strings(data.get("hardware")),
+    }
 
 
 def from_wire(message: object) -> Message | None:
