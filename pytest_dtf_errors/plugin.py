@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 
-def _not_rewritten(finders: Iterable[object]) -> None:
+def _not_rewritten(finders: Iterable[object], package: str | None = __package__) -> None:
     """Keep pytest from assertion-rewriting the rest of this package.
 
     pytest marks every package of an installed pytest11 plugin for assertion
@@ -29,7 +29,7 @@ def _not_rewritten(finders: Iterable[object]) -> None:
     for finder in finders:
         marked = getattr(finder, "_must_rewrite", None)
         if isinstance(marked, set):
-            marked.discard(__package__)
+            marked.discard(package)
 
 
 _not_rewritten(sys.meta_path)  # before the imports below

@@ -19,6 +19,7 @@ from _pytest.assertion.rewrite import AssertionRewritingHook
 from xdist.dsession import DSession
 from xdist.workermanage import NodeManager, WorkerController
 
+from pytest_dtf_errors import plugin
 from pytest_dtf_errors.xdist import patches
 
 # our plugin and the bench's retry plugins stay out: only xdist's and pytest's behaviour is tested
@@ -120,7 +121,7 @@ def test_not_rewritten_unmarks_a_package_in_pytests_rewrite_hook(
     hook.mark_rewrite("dtf_patches_probe")
     assert isinstance(hook._must_rewrite, set), "AssertionRewritingHook._must_rewrite moved"
     assert "dtf_patches_probe" in hook._must_rewrite
-    patches.not_rewritten([object(), hook], "dtf_patches_probe")
+    plugin._not_rewritten([object(), hook], "dtf_patches_probe")
     assert "dtf_patches_probe" not in hook._must_rewrite
 
 

@@ -5,8 +5,10 @@ naming the private thing it touches. ``tests/test_patches.py`` checks each one
 against the installed xdist, execnet and pytest: a release that renames
 something fails there, and this module is the one place to update.
 
-Imports of xdist stay inside the functions: ``plugin`` imports this module
-first (for ``not_rewritten``), in runs without xdist too.
+Imports of xdist stay inside the functions: the module is imported in runs
+without xdist too. One touch lives elsewhere: ``plugin._not_rewritten``
+(pytest's ``AssertionRewritingHook._must_rewrite``) must run before any other
+module of the package is imported; it is tested here with the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, final
 
 from _pytest.runner import runtestprotocol  # pytest's private: one test's setup/call/teardown
@@ -35,7 +37,6 @@ __all__ = [
     "handle_worker_down",
     "install_event",
     "kill_client",
-    "not_rewritten",
     "proxy_alive",
     "report_node",
     "restart_limit",
@@ -64,19 +65,6 @@ TEARDOWN_TIMEOUT = 5.0  # the most the end of a session waits on gateways
 
 
 # -- pytest ----------------------------------------------------------------------
-
-
-def not_rewritten(finders: Iterable[object], package: str) -> None:
-    """Unmark ``package`` in pytest's ``AssertionRewritingHook._must_rewrite`` (private set).
-
-    pytest marks every package of an installed pytest11 plugin for assertion
-    rewriting; a finder without that set is left as it is (modules are then
-    rewritten as before).
-    """
-    for finder in finders:
-        marked = getattr(finder, "_must_rewrite", None)
-        if isinstance(marked, set):
-            marked.discard(package)
 
 
 # -- the DSession ----------------------------------------------------------------
