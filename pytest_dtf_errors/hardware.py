@@ -27,7 +27,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "matches",
     "parse_override",
     "parse_visible_devices",
+    "pin_gpus",
     "valid_tag",
 ]
 
@@ -507,6 +508,25 @@ def _physical_gpus(
             gpu["index"] = i
         mig = {k: old[v] for k, v in mig.items() if v in old}
     return gpus, source, mig
+
+
+def pin_gpus(specs: Sequence[Any], per_worker: int) -> None:
+    """``--dtf-gpus-per-worker``: write each local (popen) spec's CUDA_VISIBLE_DEVICES.
+
+    The slice goes into the spec's environment, so a replacement worker (xdist
+    copies the spec) keeps the slot of the one it replaces. A remote host's
+    GPUs are its own business.
+    """
+    total = count_gpus()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    slot = 0
+    for spec in specs:
+        if not getattr(spec, "popen", False) or getattr(spec, "via", None):
+            continue
+        if spec.env is None:
+            spec.env = {}
+        spec.env["CUDA_VISIBLE_DEVICES"] = gpu_slice(slot, per_worker, visible, total)
+        slot += 1
 
 
 def count_gpus(

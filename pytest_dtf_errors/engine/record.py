@@ -95,6 +95,7 @@ class ErrorRecord(_Fields, total=False):
     exitcode: int | None  # a crash record: the worker's exit code
     signal: str | None  # a crash record: the signal that ended the worker
     teardown_error: ErrorRecord  # the controller's: the teardown failed too (never sent)
+    forensics: str  # a crash record: what the controller learnt of the death (traceback, last tests, memory)
 
 
 #: The fields of every record, in order.

@@ -261,6 +261,9 @@ class Attempts:
             crashed = self.crashed_on.get(nodeid)
             if crashed:
                 text += f"\nit took down {len(crashed)} worker(s): {', '.join(crashed)}"
+            forensics = error.get("forensics")
+            if forensics:
+                text += f"\n{forensics}"
             report.sections.append(("dtf", text))
         for effect in effects(att.actions, crashed=phase == "crash"):
             self._carry_out(effect)
@@ -467,6 +470,15 @@ class Attempts:
         if last.decision is not None:
             last.decision.reason += f"; cancelled: {reason}"
         return nodeid
+
+    def add_forensics(self, nodeid: str, node: str, text: str) -> None:
+        """What was learnt of a worker's death after the fact (a remote worker's replacement
+        sent its predecessor's faulthandler file): onto the crash record of its attempt."""
+        for att in reversed(self.ledger.test(nodeid).attempts):
+            if att.node == node and att.error is not None and att.error.get("phase") == "crash":
+                before = att.error.get("forensics")
+                att.error["forensics"] = f"{before}\n{text}" if before else text
+                return
 
     # -- final outcomes made up here ------------------------------------------------------
     def retry_unplaceable(self, nodeid: str, reason: str) -> None:

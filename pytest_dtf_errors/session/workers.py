@@ -16,11 +16,17 @@ from typing import TypedDict, final
 __all__ = ["Memory", "NodeRecord", "Requirement", "WorkerBook"]
 
 
-class Requirement(TypedDict):
-    """A test's ``@pytest.mark.hardware``: any of these tags; what a retry may fall back to."""
-
+class _Required(TypedDict):
     any: list[str]
     fallback: list[str]
+
+
+class Requirement(_Required, total=False):
+    """A test's ``@pytest.mark.hardware``: any of these tags; what a retry may fall back to;
+    how many GPUs the worker must hold; whether it must run alone on its host."""
+
+    gpus: int
+    exclusive: bool
 
 
 class Memory(TypedDict, total=False):
@@ -51,9 +57,9 @@ class NodeRecord:
     """One worker as the controller saw it."""
 
     __slots__ = (
-        "crashes", "gpus", "hardware", "host", "id", "last_seen", "linked", "lost", "lost_reason",
-        "memory", "quarantine_declined", "quarantine_reason", "quarantined", "ready", "retiring",
-        "timing_out", "unconfirmed",
+        "crashes", "gpu_count", "gpus", "hardware", "host", "id", "last_seen", "linked", "lost", "lost_reason",
+        "memory", "peak_rss_mb", "poisoned", "quarantine_declined", "quarantine_reason", "quarantined",
+        "ready", "retiring", "timing_out", "unconfirmed",
     )
 
     def __init__(self, id: str) -> None:
@@ -62,6 +68,7 @@ class NodeRecord:
         # replaced when it changes, never changed in place: attempts share it
         self.hardware: list[str] = []
         self.gpus: str | None = None  # CUDA_VISIBLE_DEVICES given by --dtf-gpus-per-worker
+        self.gpu_count: int | None = None  # GPUs the worker sees, as it reported them
         self.crashes = 0
         self.quarantined = False
         self.quarantine_reason: str | None = None
@@ -72,6 +79,9 @@ class NodeRecord:
         self.linked = False  # the DTF link is up (heartbeats, the flush item)
         self.last_seen: float | None = None  # time.monotonic() of its last link message
         self.memory: Memory = {}
+        self.peak_rss_mb: int | None = None  # the largest RSS a heartbeat reported
+        # the sticky GPU error that poisoned its process (the signature), if one did
+        self.poisoned: str | None = None
         self.timing_out: str | None = None  # the test pytest-timeout's thread method is ending
         self.ready = False  # started and ready for work (False again once it is down)
         self.retiring: str | None = None  # why it is being replaced by a fresh process (restart_worker)
@@ -109,6 +119,8 @@ class WorkerBook:
         self.replacing = 0  # a crashed worker's replacement xdist is about to start
         self.requirements: dict[str, Requirement] = {}  # nodeid -> its hardware marker
         self.groups: dict[str, str] = {}  # nodeid -> its xdist_group (--dist loadgroup)
+        # exclusive tests run: (nodeid, host, seconds the host's other workers were drained)
+        self.exclusive_runs: list[tuple[str, str, float]] = []
 
     def __iter__(self) -> Iterator[NodeRecord]:
         return iter(self.nodes.values())

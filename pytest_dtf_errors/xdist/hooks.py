@@ -9,7 +9,6 @@ declared lost; and at the end of the loop, every test an outcome.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Generator, Sequence
 from typing import Any
@@ -64,21 +63,11 @@ class XdistHooks:
         The slice is written into the spec's environment, so a replacement
         worker (xdist copies the spec) keeps the slot of the one it replaces.
         """
-        per_worker = self.settings.gpus_per_worker
-        if per_worker <= 0:
+        if not self.settings.gpus_per_worker:
             return
         from .. import hardware
 
-        total = hardware.count_gpus()
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        slot = 0
-        for spec in specs:
-            if not getattr(spec, "popen", False) or getattr(spec, "via", None):
-                continue  # a remote host's GPUs are its own business
-            if spec.env is None:
-                spec.env = {}
-            spec.env["CUDA_VISIBLE_DEVICES"] = hardware.gpu_slice(slot, per_worker, visible, total)
-            slot += 1
+        hardware.pin_gpus(specs, self.settings.gpus_per_worker)
 
     @pytest.hookimpl
     def pytest_configure_node(self, node: WorkerNode) -> None:

@@ -130,6 +130,8 @@ class Links:
             self.book.groups.update(parsed[1])
         elif parsed[0] == "timeout":
             rec.timing_out = parsed[1]["nodeid"]
+        elif parsed[0] == "gpus":
+            rec.gpu_count = parsed[1]
 
     def send_attempt(self, name: str, plan: RetryPlan) -> None:
         """Tell the worker which attempt of ``plan.nodeid`` it is about to run."""

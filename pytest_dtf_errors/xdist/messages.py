@@ -16,7 +16,7 @@ from ..session.workers import Memory, Requirement
 
 __all__ = [
     "AttemptMeta", "Heartbeat", "LinkParams", "Message", "attempt_from_wire", "attempt_to_wire",
-    "from_wire", "groups_to_wire", "params_to_wire", "requirements_to_wire", "tags_to_wire",
+    "from_wire", "gpus_to_wire", "groups_to_wire", "params_to_wire", "requirements_to_wire", "tags_to_wire",
     "timeout_to_wire",
 ]
 
@@ -56,6 +56,7 @@ Message = (
     | tuple[Literal["requirements"], dict[str, Requirement]]
     | tuple[Literal["groups"], dict[str, str]]
     | tuple[Literal["timeout"], TimedOut]
+    | tuple[Literal["gpus"], int]
 )
 
 
@@ -82,6 +83,11 @@ def requirements_to_wire(reqs: dict[str, Requirement]) -> tuple[Literal["require
 
 def groups_to_wire(groups: dict[str, str]) -> tuple[Literal["groups"], dict[str, str]]:
     return "groups", groups
+
+
+def gpus_to_wire(count: int) -> tuple[Literal["gpus"], int]:
+    """Worker -> controller, at start: how many GPUs the worker sees."""
+    return "gpus", int(count)
 
 
 def timeout_to_wire(nodeid: str, timeout: float) -> tuple[Literal["timeout"], TimedOut]:
@@ -132,6 +138,9 @@ def from_wire(message: object) -> Message | None:
         return "requirements", reqs
     if kind == "groups" and isinstance(data, dict):
         return "groups", {str(k): str(v) for k, v in data.items()}
+    if kind == "gpus":
+        count = _number(data)
+        return ("gpus", int(count)) if count is not None and 0 <= count < 1_000_000 else None
     if kind == "timeout" and isinstance(data, dict):
         timed_out: TimedOut = {"nodeid": str(data.get("nodeid")), "timeout": _number(data.get("timeout")) or 0.0}
         return "timeout", timed_out
