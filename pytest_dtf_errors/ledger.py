@@ -15,6 +15,7 @@ from .session.workers import NodeRecord, WorkerBook
 if TYPE_CHECKING:
     from .engine.record import ErrorRecord
     from .session.plan import RetryPlan
+    from .session.poison import Poisoning
 
 # Final outcomes a test can end with.
 FINAL_OUTCOMES = ("passed", "failed", "skipped", "flaky", "error")
@@ -145,6 +146,7 @@ class Ledger:
         self.retries_used = 0
         # {"pattern": id, "reason": str, "tests": [nodeid, ...]} per breaker trip
         self.breaker_trips: list[dict[str, Any]] = []
+        self.poisonings: list[Poisoning] = []  # workers a sticky GPU error poisoned (session.poison)
         self.started = time.time()
         self.finished: float | None = None
 

@@ -20,6 +20,7 @@ __all__ = ["Flag", "error", "mark", "marked", "set_error"]
 Flag = Literal[
     "dtf_synthetic",  # made up by the controller (not run, cancelled, unplaceable)
     "dtf_flaky",  # the call passed on a retry after a failed attempt
+    "dtf_victim",  # the call passed on a fresh worker after a poisoned one failed it
     "dtf_hidden",  # a lost worker's test that had passed: shown once already
     "dtf_peer_marked",  # @pytest.mark.flaky: the peer retry plugin owns it
 ]

@@ -195,7 +195,7 @@ def _installed_peer(config: pytest.Config) -> str | None:
 
 
 class OutcomeWords:
-    """The terminal's words and letters for dtf's outcomes: rerun, flaky, a lost worker's pass."""
+    """The terminal's words and letters for dtf's outcomes: rerun, flaky, victim, a lost worker's pass."""
 
     @pytest.hookimpl
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
@@ -203,6 +203,8 @@ class OutcomeWords:
         if outcome == "passed":
             if marks.marked(report, "dtf_flaky") and report.when == "call":
                 return "flaky", "L", ("FLAKY", {"yellow": True})
+            if marks.marked(report, "dtf_victim") and report.when == "call":
+                return "victim", "V", ("VICTIM", {"yellow": True})
             if marks.marked(report, "dtf_hidden"):
                 return "", "", ""  # a lost worker's test that had passed: shown once already
         elif outcome == "rerun":

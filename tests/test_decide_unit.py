@@ -22,6 +22,7 @@ from pytest_dtf_errors.session.decide import (
     effects,
 )
 from pytest_dtf_errors.session.plan import RetryPlan
+from pytest_dtf_errors.session.poison import PoisonBook, Role
 from pytest_dtf_errors.session.workers import WorkerBook
 
 NODEID = "t.py::test_x"
@@ -119,6 +120,62 @@ def plan_fields(plan: RetryPlan) -> dict[str, Any]:
 NT = "network_timeout: retry 1"
 AWAY = {"avoid": {"gw0"}, "prefer_not": set()}  # node-specific, on this machine: never on gw0
 HNA = "hardware_not_available"
+
+# a poisoned worker: gw0's GPU context, poisoned by t.py::bad (illegal memory access)
+IMA = "illegal memory access"
+
+
+def poisoned(kind: str, nodeid: str = NODEID, again: bool = False) -> Role:
+    poison = PoisonBook()
+    poison.failed("t.py::bad", "gw0", IMA)
+    if again:  # the culprit's retry poisoned gw1 too
+        role = poison.failed("t.py::bad", "gw1", IMA)
+    else:
+        role = poison.failed(nodeid if kind == "victim" else "t.py::bad", "gw0", IMA)
+    assert role is not None
+    return role
+
+
+def poison_facts(workers: tuple[str, ...] = CUDA_ONLY_HERE, **kw: Any) -> Facts:
+    f = facts(workers, requirement=("cuda",), fallback=("cpu",), **kw)
+    f.workers.node("gw0").poisoned = IMA
+    return f
+
+
+VICTIM = f"victim of t.py::bad ({IMA} poisoned gw0): retried on a fresh worker"
+CULPRIT = f"{IMA} poisoned gw0: the suspected culprit, retried once on a fresh worker"
+POISON_ROWS = [
+    # the replacement has the hardware: no "nobody else has it", no fallback to cpu
+    pytest.param(1, res(HNA), poison_facts(poison=PoisonBook().failed("t.py::bad", "gw0", IMA)), retried(CULPRIT, **AWAY, hardware=("cuda",)), id="poison-culprit-retried-once"),
+    pytest.param(1, res(HNA), poison_facts(poison=poisoned("victim")), retried(VICTIM, **AWAY, hardware=("cuda",)), id="poison-victim-retried"),
+    # a victim's retries are not its category's: another test made it fail
+    pytest.param(2, res(HNA, retry=False, max_retries=1), poison_facts(poison=poisoned("victim")), retried(VICTIM, **AWAY, hardware=("cuda",)), id="poison-victim-beyond-policy"),
+    pytest.param(3, res(HNA, retry=False, max_retries=1), poison_facts(poison=poisoned("victim")), retried(VICTIM, **AWAY, hardware=("cuda",)), id="poison-victim-third-attempt"),
+    pytest.param(4, res(HNA, retry=False, max_retries=1), poison_facts(poison=poisoned("victim")), refused(f"{HNA}: 3 of 1 retries used", **AWAY, hardware=("cuda",)), id="poison-victim-capped"),
+    pytest.param(2, res(HNA, retry=False, max_retries=1), poison_facts(poison=poisoned("culprit", again=True)), refused(f"{IMA} again on a fresh worker (gw1): it poisons GPU contexts itself, not only as a victim of t.py::bad", **AWAY, hardware=("cuda",)), id="poison-victim-that-poisons-again"),
+    pytest.param(1, res(HNA), poison_facts(poison=poisoned("victim"), fresh_workers=False), refused(f"{IMA}: victim of t.py::bad, which poisoned this process's GPU context; without xdist a retry would run in the same poisoned process, so it is not retried (with -n it is retried on a fresh worker)", **AWAY, hardware=("cuda",)), id="poison-local-victim"),
+    pytest.param(1, res(HNA), poison_facts(retry=False, poison=poisoned("victim")), refused("retries are off (no --dtf-retry)", **AWAY, hardware=("cuda",)), id="poison-retries-off"),
+]
+
+
+def test_a_culprit_reproduced_on_a_fresh_worker_is_final() -> None:
+    poison = PoisonBook()
+    poison.failed("t.py::bad", "gw0", IMA)
+    poison.failed("t.py::v", "gw0", IMA)
+    role = poison.failed("t.py::bad", "gw1", IMA)
+    run_facts = poison_facts(CUDA_ELSEWHERE, poison=role)
+    run_facts.workers.node("gw1").poisoned = IMA
+    plan = decide("t.py::bad", 2, "gw1", res(HNA), run_facts)
+    assert not plan.retry
+    assert plan.reason == f"reproduced on a fresh worker (gw1: {IMA}); 1 test on gw0 failed after it"
+    assert plan.avoid == {"gw0", "gw1"}  # never on a poisoned worker
+
+
+@pytest.mark.parametrize(("attempt", "result", "run_facts", "expected"), POISON_ROWS)
+def test_decide_poisoned(attempt: int, result: CategoryResult, run_facts: Facts, expected: dict[str, Any]) -> None:
+    plan = decide(NODEID, attempt, "gw0", result, run_facts)
+    assert plan_fields(plan) == expected
+
 
 # fmt: off
 DECIDE_ROWS = [

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .categories import ErrorCategory
 from .record import MAX_MESSAGE, MAX_TYPE, cut, from_exception, safe_str
+from .sticky import STICKY_REGEX
 
 if TYPE_CHECKING:
     from .config import DtfConfig, UserRegex
@@ -241,6 +242,8 @@ _ERRNO_WORDS = frozenset(name.lower() for name in ERRNO_CATEGORIES)
 BUILTIN_PATTERNS: tuple[tuple[str, ErrorCategory, str], ...] = (
     ("pytest-timeout", E.WORKER_TIMEOUT,
      r"^(?:Failed: )?Timeout \(?>\s*\d+(?:\.\d+)?s|\+{5,} Timeout \+{5,}"),
+    # a sticky error first: after it, "out of memory" and the rest may follow in the same text
+    ("cuda-sticky", E.HARDWARE_NOT_AVAILABLE, STICKY_REGEX),
     ("cuda-oom", E.RESOURCE_EXHAUSTED,
      (r"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED"
       r"|cudaErrorMemoryAllocation|CUDA_ERROR_OUT_OF_MEMORY|HIP out of memory"
@@ -299,6 +302,13 @@ BUILTIN_PATTERNS: tuple[tuple[str, ErrorCategory, str], ...] = (
 #: the pattern to be tried: a cheap set intersection spares most regex searches.
 TRIGGERS: dict[str, frozenset[str]] = {pid: frozenset(words.split()) for pid, words in {
     "pytest-timeout": "timeout",
+    "cuda-sticky": "illegal memory access device side assert unspecified launch misaligned address "
+                   "uncorrectable ecc instruction hardware stack program counter timed "
+                   "cudaerrorillegaladdress cudaerrorassert cudaerrorlaunchfailure "
+                   "cudaerrormisalignedaddress cudaerroreccuncorrectable cudaerrorillegalinstruction "
+                   "cudaerrorhardwarestackerror cudaerrorinvalidpc cudaerrorlaunchtimeout "
+                   "hiperrorillegaladdress hiperrorassert hiperrorlaunchfailure "
+                   "hiperroreccnotcorrectable hiperrorlaunchtimeout fault",
     "cuda-oom": "memory cublas cudaerrormemoryallocation outofmemoryerror oom",
     "cuda-no-device": "cuda nvidia gpu gpus device driver smi cudagetdevicecount cudainit",
     "cuda-incompatible": "driver kernel pytorch illegal gpu compute",

@@ -29,7 +29,8 @@ def build_report(
     ledger: Ledger, patterns: list[dict[str, Any]], *, run_info: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Return the JSON-ready report of one session (the contract in schema.json)."""
-    tests = [_test_dict(rec) for rec in ledger]
+    roles = _poison_roles(ledger)
+    tests = [_test_dict(rec, roles.get(rec.nodeid)) for rec in ledger]
     end = ledger.finished if ledger.finished is not None else time.time()
     nodes = [_jsonable(n.to_dict()) for n in ledger.nodes.values()]
     return {
@@ -44,8 +45,23 @@ def build_report(
         "lost_hosts": [
             {"host": host, "reason": reason} for host, reason in sorted(ledger.lost_hosts.items())
         ],
+        "poisoned": [_jsonable(p.to_dict()) for p in ledger.poisonings],
         "collection_errors": _collection_errors(run_info),
     }
+
+
+def _poison_roles(ledger: Ledger) -> dict[str, dict[str, Any]]:
+    """nodeid -> its part in a poisoning: the culprit of one, or a victim."""
+    roles: dict[str, dict[str, Any]] = {}
+    for p in ledger.poisonings:
+        for nodeid in p.victims:
+            roles.setdefault(nodeid, {"role": "victim", "worker": p.worker, "signature": p.signature,
+                                      "culprit": p.culprit})
+    for p in ledger.poisonings:  # a culprit is a culprit, also where it was a victim first
+        if p.culprit not in roles or roles[p.culprit]["role"] != "culprit":
+            roles[p.culprit] = {"role": "culprit", "worker": p.worker, "signature": p.signature,
+                                "culprit": p.culprit, "victims": len(p.victims)}
+    return roles
 
 
 def final_outcome(rec: TestRecord) -> tuple[str, str | None]:
@@ -76,6 +92,10 @@ def summary_counts(ledger: Ledger, tests: list[dict[str, Any]] | None = None) ->
         "budget_note": ledger.budget_note,
         "budget_used": ledger.retries_used,
         "breaker_cancelled": sum(len(t.get("tests") or ()) for t in ledger.breaker_trips),
+        # victims of a poisoned worker that passed on a fresh one (counted in "passed" too)
+        "victims": sum(
+            1 for t in (tests or ()) if t.get("outcome") == "passed" and (t.get("poison") or {}).get("role") == "victim"
+        ),
     }
 
 
@@ -116,14 +136,17 @@ def default_hint(p: Mapping[str, Any]) -> str:
     return f"{n_tests} tests on {len(nodes)} workers"
 
 
-def _test_dict(rec: TestRecord) -> dict[str, Any]:
+def _test_dict(rec: TestRecord, poison: dict[str, Any] | None = None) -> dict[str, Any]:
     outcome, reason = final_outcome(rec)
-    return {
+    out: dict[str, Any] = {
         "nodeid": rec.nodeid,
         "outcome": outcome,
         "reason": reason,
         "attempts": [_attempt_dict(a.to_dict()) for a in rec.attempts],
     }
+    if poison is not None:
+        out["poison"] = poison
+    return out
 
 
 def _attempt_dict(d: dict[str, Any]) -> dict[str, Any]:

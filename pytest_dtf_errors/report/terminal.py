@@ -69,6 +69,7 @@ def report_lines(report: Mapping[str, Any], *, verbose: int, width: int) -> list
     full = verbose >= 1
     limit = None if full else SHORT_LIMIT
     out: list[Line] = [(counts_line(summary), _counts_markup(summary))]
+    out += [(line, {"red": True}) for line in poison_lines(report, full)]
 
     by_cat = failures_by_category(tests)
     if by_cat:
@@ -108,6 +109,9 @@ def counts_line(summary: Mapping[str, Any]) -> str:
         for k in _OUTCOME_ORDER
         if summary.get(k)
     ]
+    victims = summary.get("victims")
+    if victims and summary.get("passed"):
+        parts[[p.endswith(" passed") for p in parts].index(True)] += f" ({victims} of them victims)"
     total = summary.get("total")
     text = ", ".join(parts) or "no tests"
     return f"{text} (of {total} tests)" if total is not None else text
@@ -147,6 +151,31 @@ def retry_lines(report: Mapping[str, Any], full: bool) -> list[str]:
         lines += [f"  {nodeid}" for nodeid in shown]
         if len(shown) < len(cancelled):
             lines.append(f"  ... and {len(cancelled) - len(shown)} more (-v for all)")
+    return lines
+
+
+def poison_lines(report: Mapping[str, Any], full: bool) -> list[str]:
+    """Each poisoned worker as one problem: its culprit, then what became of its victims."""
+    poisoned = report.get("poisoned") or []
+    if not poisoned:
+        return []
+    outcome = {t.get("nodeid"): t.get("outcome") for t in report.get("tests") or ()}
+    lines = [f"poisoned workers ({len(poisoned)}): one sticky GPU error each, not one failure per test"]
+    for p in poisoned:
+        culprit, victims = p.get("culprit"), list(p.get("victims") or ())
+        lines.append(f"  {p.get('worker')}: {p.get('signature')}, first hit by {culprit} (the suspected culprit)")
+        n = f"{len(victims)} test{'s' * (len(victims) != 1)}"
+        if p.get("worker") == "local":
+            lines.append(f"    the rest of the session ran in a poisoned GPU context: {n} failed after it")
+        elif victims:
+            passed = sum(1 for v in victims if outcome.get(v) == "passed")
+            lines.append(f"    {n} failed after it there (its victims): {passed} passed on fresh workers")
+        if victims and full:
+            lines += [f"      {v}: {outcome.get(v)}" for v in victims]
+        if p.get("reproduced_on"):
+            lines.append(f"    it poisoned {p['reproduced_on']} too: reproduced on a fresh worker")
+        elif outcome.get(culprit) == "flaky":
+            lines.append("    it passed on a fresh worker: flaky")
     return lines
 
 
@@ -255,7 +284,7 @@ def _quiet(report: Mapping[str, Any]) -> bool:
     s = report.get("summary", {})
     if s.get("failed") or s.get("error") or s.get("flaky"):
         return False
-    if s.get("retries") or s.get("budget_used") or report.get("breaker"):
+    if s.get("retries") or s.get("budget_used") or report.get("breaker") or report.get("poisoned"):
         return False
     if infrastructure_lines(report):
         return False

@@ -21,11 +21,13 @@ import pytest
 from .. import marks
 from ..engine import record as records
 from ..engine.categories import ErrorCategory
+from ..engine.sticky import sticky_signature
 from ..ledger import Attempt, Ledger
 from ..settings import Settings
 from .breaker import Evidence, PatternBreaker, PatternStats, breaker_key, leaves_half
 from .decide import CategoryResult, Effect, Facts, decide, describe_where, effects
 from .plan import RetryPlan
+from .poison import PoisonBook, Poisoning, Role
 from .workers import WorkerBook
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ class Attempts:
         self.breaker = PatternBreaker(settings.breaker_min_tests, settings.breaker_min_failed_retries)
         self.evidence = Evidence(settings.quarantine_threshold)
         self.crashed_on: dict[str, list[str]] = {}  # nodeid -> workers it took down
+        self.poison = PoisonBook()  # workers a sticky GPU error poisoned: culprits and victims
+        ledger.poisonings = self.poison.poisonings
         self.waiting: set[str] = set()  # retries promised, not started
         # quarantine and restart take effect where the work is placed (the xdist side)
         self.on_quarantine: Callable[[str], None] | None = None
@@ -151,7 +155,7 @@ class Attempts:
         elif when == "call":
             att.call_passed = True
             if att.attempt > 1 and self._failed_before(nodeid, att) and not self.dist_each:
-                marks.mark(report, "dtf_flaky")
+                marks.mark(report, "dtf_flaky" if self._victim(nodeid) is None else "dtf_victim")
                 own = True
         if when == "teardown" or when == "???":
             running.pop(nodeid, None)
@@ -218,12 +222,21 @@ class Attempts:
                 self.ledger.finalize(nodeid, "passed")
             return
         if att.failed:
-            self.ledger.finalize(nodeid, "failed" if att.outcome == "failed" else "error")
+            role = self.poison.role_of(nodeid)  # a culprit's verdict is the test's reason
+            reason = att.decision.reason if role is not None and att.decision is not None else None
+            self.ledger.finalize(nodeid, "failed" if att.outcome == "failed" else "error", reason)
         elif att.outcome == "skipped":
             self.ledger.finalize(nodeid, "skipped")
         elif att.attempt > 1 and self._failed_before(nodeid, att):
-            self.ledger.finalize(nodeid, "flaky")
-            self._recovered(nodeid, att)
+            victim = self._victim(nodeid)
+            if victim is None:
+                self.ledger.finalize(nodeid, "flaky")
+            else:  # its failure is explained: not flaky, and no evidence against the worker
+                self.ledger.finalize(
+                    nodeid, "passed", f"victim of {victim.culprit} ({victim.signature} poisoned "
+                    f"{victim.worker}): passed on a fresh worker"
+                )
+            self._recovered(nodeid, att, weigh=victim is None)
             self._retry_resolved(nodeid)
         else:
             self.ledger.finalize(nodeid, "passed")
@@ -250,7 +263,9 @@ class Attempts:
         att.longrepr = records.safe_str(report.longrepr, records.MAX_TRACEBACK)
         result = self._classify(nodeid, att, error)
         stats = self._count(nodeid, att, error)
-        plan = decide(nodeid, att.attempt, att.node, result, self._facts(nodeid, att, report, phase, stats))
+        role = self._poisoned(nodeid, att, error)
+        facts = self._facts(nodeid, att, report, phase, stats, role)
+        plan = decide(nodeid, att.attempt, att.node, result, facts)
         self.config.hook.pytest_dtf_retry_decision(plan=plan, error=error, config=self.config)
         plan.promise()
         if plan.retry and plan.reason.endswith(f"retry {att.attempt}"):
@@ -324,8 +339,27 @@ class Attempts:
             self._tripped(key, stats, held)
         return stats
 
+    def _poisoned(self, nodeid: str, att: Attempt, error: records.ErrorRecord) -> Role | None:
+        """A sticky GPU error: the worker's context is poisoned (by this test, the culprit,
+        or earlier by another, whose victim this is). A newly poisoned worker gets no more
+        tests and is replaced by a fresh process."""
+        signature = sticky_signature(error) if att.category == "hardware_not_available" else None
+        role = self.poison.failed(nodeid, att.node, signature)
+        if role is not None and role.kind == "culprit":
+            rec = self.workers.node(att.node)
+            rec.poisoned = role.poisoning.signature
+            if self.on_restart is not None:
+                self.on_restart(att.node, f"{rec.poisoned} poisoned its GPU context ({nodeid})")
+        return role
+
+    def _victim(self, nodeid: str) -> Poisoning | None:
+        """The poisoning that explains this test's failures, if it was only ever a victim."""
+        poisoning = self.poison.victim_of.get(nodeid)
+        return poisoning if poisoning is not None and nodeid not in self.poison.by_culprit else None
+
     def _facts(
-        self, nodeid: str, att: Attempt, report: pytest.TestReport, phase: str, stats: PatternStats
+        self, nodeid: str, att: Attempt, report: pytest.TestReport, phase: str, stats: PatternStats,
+        poison: Role | None = None,
     ) -> Facts:
         s = self.settings
         peer_marked = s.peer_installed if marks.marked(report, "dtf_peer_marked") else None
@@ -342,6 +376,8 @@ class Attempts:
             peer=s.peer,
             peer_marked=peer_marked,
             dist_each=self.dist_each,
+            poison=poison,
+            fresh_workers=self.on_restart is not None,
         )
 
     def _hook_classification(self, error: records.ErrorRecord, context: dict[str, object]) -> Classification | None:
@@ -403,11 +439,13 @@ class Attempts:
         self.workers.quarantine(node, reason)
         self.on_quarantine(node)
 
-    def _recovered(self, nodeid: str, att: Attempt) -> None:
+    def _recovered(self, nodeid: str, att: Attempt, weigh: bool = True) -> None:
         """A flaky test: its pattern is not systemic; its failing node may be."""
         failed = [a for a in self.ledger.test(nodeid).attempts if a.failed]
         for a in failed:
             self.breaker.recovered(self._breaker_key(a))
+        if not weigh:
+            return
         nodes = self.evidence.passed_elsewhere(nodeid, [(a.node, a.pattern, a.category) for a in failed], att.node)
         for node in sorted(nodes, key=[a.node for a in failed].index):
             self._weigh_quarantine(node)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal, final
 
 from .plan import RetryPlan
+from .poison import Role
 from .workers import WorkerBook
 
 __all__ = ["CategoryResult", "Effect", "Facts", "decide", "effects"]
@@ -23,6 +24,10 @@ NODE_SPECIFIC = frozenset({
 # Categories whose retry prefers another worker (and another host).
 PREFER_OTHER = frozenset({"network_timeout", "network_connection_error", "network_server_error"})
 HARDWARE_CATEGORIES = frozenset({"hardware_not_available", "hardware_mismatch", "hardware_compatibility_error"})
+# A victim of a poisoned worker is retried on fresh workers up to this many attempts, whatever
+# its category's policy: its failures are another test's doing (the culprit's confirmation may
+# poison the fresh worker a victim's retry was sent to as well)
+VICTIM_ATTEMPTS = 3
 
 
 @final
@@ -53,8 +58,8 @@ class Facts:
     """What the run knows when the attempt failed, beyond the attempt itself."""
 
     __slots__ = (
-        "budget", "dist_each", "fallback", "max_retries", "peer", "peer_marked", "phase",
-        "requirement", "retries_used", "retry", "tripped", "workers",
+        "budget", "dist_each", "fallback", "fresh_workers", "max_retries", "peer", "peer_marked",
+        "phase", "poison", "requirement", "retries_used", "retry", "tripped", "workers",
     )
 
     def __init__(
@@ -72,6 +77,8 @@ class Facts:
         peer: str | None = None,
         peer_marked: str | None = None,
         dist_each: bool = False,
+        poison: Role | None = None,
+        fresh_workers: bool = True,
     ) -> None:
         self.workers = workers  # read only
         self.retry = retry  # --dtf-retry
@@ -85,6 +92,8 @@ class Facts:
         self.peer = peer  # an active peer retry plugin owns retries
         self.peer_marked = peer_marked  # the test is @pytest.mark.flaky and this plugin owns it
         self.dist_each = dist_each
+        self.poison = poison  # the failure hit a sticky GPU error: as a worker's culprit or a victim
+        self.fresh_workers = fresh_workers  # a poisoned worker is replaced (xdist), not the one process
 
 
 EffectKind = Literal["mark_unavailable", "quarantine_node", "restart_worker"]
@@ -119,10 +128,48 @@ def decide(nodeid: str, attempt: int, node: str, result: CategoryResult, facts: 
     _place(plan, result, facts)
     reason = _why_not(plan, result, facts)
     if reason is None:
-        plan.retry, plan.delay, plan.reason = True, result.delay, f"{result.category}: retry {attempt}"
+        plan.retry, plan.delay, plan.reason = True, result.delay, _retry_reason(plan, facts)
     else:
         plan.reason = reason
     return plan
+
+
+def _retry_reason(plan: RetryPlan, facts: Facts) -> str:
+    role = facts.poison
+    if role is None:
+        return f"{plan.category}: retry {plan.attempt}"
+    p = role.poisoning
+    if role.kind == "victim":
+        return f"victim of {p.culprit} ({p.signature} poisoned {p.worker}): retried on a fresh worker"
+    return f"{p.signature} poisoned {p.worker}: the suspected culprit, retried once on a fresh worker"
+
+
+def _poisoned(plan: RetryPlan, facts: Facts) -> str | None:
+    """Why a sticky GPU failure is not retried, or None when it may be."""
+    role = facts.poison
+    if role is None:
+        return None
+    p = role.poisoning
+    if not facts.fresh_workers:
+        subject = f"victim of {p.culprit}, which" if role.kind == "victim" else "it"
+        return (
+            f"{p.signature}: {subject} poisoned this process's GPU context; without xdist a retry "
+            "would run in the same poisoned process, so it is not retried (with -n it is retried "
+            "on a fresh worker)"
+        )
+    first = role.reproduced
+    if first is None:
+        return None
+    if first.culprit == plan.nodeid:
+        n = len(first.victims)
+        return (
+            f"reproduced on a fresh worker ({p.worker}: {p.signature}); "
+            f"{n} test{'s' * (n != 1)} on {first.worker} failed after it"
+        )
+    return (
+        f"{p.signature} again on a fresh worker ({p.worker}): it poisons GPU contexts itself, "
+        f"not only as a victim of {first.culprit}"
+    )
 
 
 def _why_not(plan: RetryPlan, result: CategoryResult, facts: Facts) -> str | None:
@@ -140,7 +187,11 @@ def _why_not(plan: RetryPlan, result: CategoryResult, facts: Facts) -> str | Non
         return "teardown failures are not retried: the test body ran"
     if facts.tripped:  # the breaker's verdict explains every test of its pattern alike
         return facts.tripped
-    if not result.retry:
+    poisoned = _poisoned(plan, facts)
+    if poisoned is not None:
+        return poisoned
+    victim = facts.poison is not None and facts.poison.kind == "victim"
+    if not result.retry and not (victim and plan.attempt <= VICTIM_ATTEMPTS):
         if result.max_retries == 0 or not result.retried:
             return f"{category} is not retried"
         return f"{category}: {plan.attempt - 1} of {result.max_retries} retries used"
@@ -148,9 +199,9 @@ def _why_not(plan: RetryPlan, result: CategoryResult, facts: Facts) -> str | Non
         return f"--dtf-max-retries {facts.max_retries} reached"
     if facts.budget is not None and facts.retries_used >= facts.budget:
         return f"retry budget of {facts.budget} used up"
-    if category in HARDWARE_CATEGORIES and not (
+    if category in HARDWARE_CATEGORIES and facts.poison is None and not (
         facts.workers.candidates({plan.node}, plan.hardware) or facts.fallback
-    ):
+    ):  # a poisoned worker's replacement has the hardware
         return f"{category}: no other worker has the hardware"
     return None
 
@@ -165,6 +216,8 @@ def _place(plan: RetryPlan, result: CategoryResult, facts: Facts) -> None:
     if category in NODE_SPECIFIC or category in PREFER_OTHER:
         # a node or network problem may be the whole host's: other hosts first
         plan.prefer_not |= facts.workers.same_host(plan.node)
+    if facts.poison is not None:  # never on a poisoned worker
+        plan.avoid |= {rec.id for rec in facts.workers if rec.poisoned}
     for action in result.actions:
         kind = action.get("kind")
         if kind == "avoid_node":
@@ -180,6 +233,7 @@ def _place(plan: RetryPlan, result: CategoryResult, facts: Facts) -> None:
     if (
         category in HARDWARE_CATEGORIES
         and facts.fallback
+        and facts.poison is None
         and not facts.workers.candidates({plan.node}, plan.hardware)
     ):
         plan.hardware = facts.fallback  # no other worker has it: the marker's fallback= runs it

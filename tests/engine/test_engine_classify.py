@@ -85,6 +85,19 @@ CASES = [
      "errno:ECONNRESET"),
     ("OSError", "[Errno 98] Address already in use", E.RESOURCE_UNAVAILABLE, "errno:EADDRINUSE"),
     # message patterns
+    ("AcceleratorError", "CUDA error: an illegal memory access was encountered\nCUDA kernel errors "
+     "might be asynchronously reported", E.HARDWARE_NOT_AVAILABLE, "pattern:cuda-sticky"),
+    ("RuntimeError", "CUDA error: device-side assert triggered", E.HARDWARE_NOT_AVAILABLE,
+     "pattern:cuda-sticky"),
+    ("CUDARuntimeError", "cudaErrorMisalignedAddress: misaligned address", E.HARDWARE_NOT_AVAILABLE,
+     "pattern:cuda-sticky"),
+    ("CudaAPIError", "[719] Call to cuCtxSynchronize results in CUDA_ERROR_LAUNCH_FAILED",
+     E.HARDWARE_NOT_AVAILABLE, "pattern:cuda-sticky"),
+    ("RuntimeError", "HIP error: an illegal memory access was encountered", E.HARDWARE_NOT_AVAILABLE,
+     "pattern:cuda-sticky"),
+    # a sticky error first: the out-of-memory text after it is a consequence
+    ("RuntimeError", "CUDA error: uncorrectable ECC error encountered; CUDA error: out of memory",
+     E.HARDWARE_NOT_AVAILABLE, "pattern:cuda-sticky"),
     ("RuntimeError", "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total)",
      E.RESOURCE_EXHAUSTED, "pattern:cuda-oom"),
     ("RuntimeError", "CUDA error: out of memory", E.RESOURCE_EXHAUSTED, "pattern:cuda-oom"),
