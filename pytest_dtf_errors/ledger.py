@@ -38,7 +38,7 @@ class Attempt:
     __slots__ = (
         "actions", "attempt", "call_passed", "category", "decision", "duration", "error",
         "finished", "hardware", "host", "longrepr", "node", "nodeid", "outcome", "pattern", "phase",
-        "rule", "started",
+        "rule", "seq", "started",
     )
 
     def __init__(
@@ -71,6 +71,7 @@ class Attempt:
         self.started = time.time()
         self.finished: float | None = None
         self.call_passed = False  # the test body passed (its teardown may still fail)
+        self.seq = 0  # its place among the attempts its worker ran (Ledger.ran_on)
         for name, value in fields.items():
             setattr(self, name, value)
 
@@ -105,13 +106,15 @@ class TestRecord:
     """Every attempt of one collected test and its one final outcome."""
 
     __test__ = False  # not a pytest test class
-    __slots__ = ("attempts", "final", "nodeid", "reason")
+    __slots__ = ("attempts", "final", "nodeid", "reason", "suspects")
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
         self.attempts: list[Attempt] = []
         self.final: str | None = None
         self.reason: str | None = None
+        # a failure that may be another test's doing: {"node", "attempt", "tests": ran before it there}
+        self.suspects: list[dict[str, Any]] = []
 
     __repr__ = slots_repr
 
@@ -147,6 +150,7 @@ class Ledger:
         # {"pattern": id, "reason": str, "tests": [nodeid, ...]} per breaker trip
         self.breaker_trips: list[dict[str, Any]] = []
         self.poisonings: list[Poisoning] = []  # workers a sticky GPU error poisoned (session.poison)
+        self.ran_on: dict[str, list[str]] = {}  # worker -> the tests it ran, in order
         self.started = time.time()
         self.finished: float | None = None
 
@@ -172,7 +176,17 @@ class Ledger:
         rec = self.test(nodeid)
         att = Attempt(nodeid, len(rec.attempts) + 1, node, host, hardware, **fields)
         rec.attempts.append(att)
+        ran = self.ran_on.get(node)
+        if ran is None:
+            ran = self.ran_on[node] = []
+        att.seq = len(ran)
+        ran.append(nodeid)
         return att
+
+    def ran_before(self, att: Attempt, limit: int) -> list[str]:
+        """The tests its worker process ran before ``att``, nearest first, at most ``limit``."""
+        ran = self.ran_on.get(att.node, [])
+        return ran[max(0, att.seq - limit) : att.seq][::-1]
 
     def finalize(self, nodeid: str, outcome: str, reason: str | None = None) -> None:
         assert outcome in FINAL_OUTCOMES, outcome

@@ -146,6 +146,8 @@ def _test_dict(rec: TestRecord, poison: dict[str, Any] | None = None) -> dict[st
     }
     if poison is not None:
         out["poison"] = poison
+    if rec.suspects:
+        out["suspects"] = _jsonable(rec.suspects)
     return out
 
 

@@ -322,6 +322,11 @@ def _test_block(
                 out += [(_clip(text, width), {}) for text in message]
         if t.get("reason"):
             out.append((_clip(f"    reason: {_one_line(t['reason'])}", width), {}))
+        for s in t.get("suspects") or ():
+            names = list(s.get("tests") or ())
+            text = ", ".join(names if full else names[:3]) + (", ..." if not full and len(names) > 3 else "")
+            line = f"    ran after, on {s.get('node')} (nearest first): {text}"
+            out.append((line if full else _clip(line, width), {}))
     if len(shown) < len(tests):
         out.append((f"  ... and {len(tests) - len(shown)} more (-v for all)", {}))
     return out

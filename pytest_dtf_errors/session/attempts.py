@@ -24,7 +24,7 @@ from ..engine.categories import ErrorCategory
 from ..engine.sticky import sticky_signature
 from ..ledger import Attempt, Ledger
 from ..settings import Settings
-from .breaker import Evidence, PatternBreaker, PatternStats, breaker_key, leaves_half
+from .breaker import Evidence, PatternBreaker, PatternStats, breaker_key, leaves_half, node_scoped
 from .decide import CategoryResult, Effect, Facts, decide, describe_where, effects
 from .plan import RetryPlan
 from .poison import PoisonBook, Poisoning, Role
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BUDGET_FLOOR", "Attempts", "Dispatcher", "default_budget"]
 
 DEFAULT_BUDGET_FLOOR = 100
+SUSPECTS = 10  # tests named as possible polluters of an order-dependent failure
 DEFAULT_BUDGET_TEXT = f"default: half the collected tests, at least {DEFAULT_BUDGET_FLOOR}"
 
 
@@ -237,6 +238,8 @@ class Attempts:
                     f"{victim.worker}): passed on a fresh worker"
                 )
             self._recovered(nodeid, att, weigh=victim is None)
+            if victim is None:
+                self._suspects(nodeid, att)
             self._retry_resolved(nodeid)
         else:
             self.ledger.finalize(nodeid, "passed")
@@ -449,6 +452,16 @@ class Attempts:
         nodes = self.evidence.passed_elsewhere(nodeid, [(a.node, a.pattern, a.category) for a in failed], att.node)
         for node in sorted(nodes, key=[a.node for a in failed].index):
             self._weigh_quarantine(node)
+
+    def _suspects(self, nodeid: str, passed: Attempt) -> None:
+        """A failure that is not the worker's (not node-scoped) and passed on another worker
+        may be pollution by a test that ran before it there: name those, nearest first."""
+        rec = self.ledger.test(nodeid)
+        for a in rec.attempts:
+            if a.failed and a.node != passed.node and not node_scoped(a.category):
+                tests = self.ledger.ran_before(a, SUSPECTS)
+                if tests:
+                    rec.suspects.append({"node": a.node, "attempt": a.attempt, "tests": tests})
 
     def _weigh_quarantine(self, node: str) -> None:
         """Quarantine ``node`` on evidence that points at it (breaker.judge), or say why not."""
