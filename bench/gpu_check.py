@@ -14,6 +14,11 @@ It runs, in a temporary directory:
    another worker.
 2. ``-n 2 --dtf-gpus-per-worker 1``: each worker's CUDA_VISIBLE_DEVICES is its
    own slice (with one GPU both get "0", by the wrap-around rule).
+3. A real sticky CUDA error (issue 13): a test indexes a CUDA tensor out of
+   bounds (a device-side assert), then 10 CUDA tests run after it on the same
+   worker (``--dist loadfile``). The worker must be replaced, the victims must
+   pass on fresh workers and be reported as victims, and the culprit must fail
+   "reproduced on a fresh worker".
 
 It prints what it saw and exits 1 when a check fails. Nothing is asserted in
 the test suite about GPUs: CI has none.
@@ -70,6 +75,48 @@ def test_where_b():
 '''
 
 
+CASCADE = '''
+import pytest
+import torch
+
+def test_0_culprit():
+    x = torch.zeros(4, device="cuda")
+    idx = torch.tensor([1000], device="cuda")
+    x[idx] = 1.0  # out of bounds: a device-side assert
+    torch.cuda.synchronize()
+
+@pytest.mark.parametrize("i", range(10))
+def test_victim(i):
+    y = torch.ones(8, device="cuda") * i
+    torch.cuda.synchronize()
+    assert float(y.sum()) == 8 * i
+'''
+
+
+def cascade(root: Path, problems: list[str]) -> dict[str, object]:
+    """Check 3: a real device-side assert poisons a worker; victims and culprit."""
+    work = root / "cascade"
+    work.mkdir()
+    (work / "test_cascade.py").write_text(textwrap.dedent(CASCADE))
+    (work / "test_cpu.py").write_text("import time\ndef test_cpu():\n    time.sleep(0.5)\n")
+    proc = run(["-n", "2", "--dist", "loadfile", "--dtf-retry", "--dtf-report=r.json", "-v"], work)
+    report = json.loads((work / "r.json").read_text())
+    tests = {t["nodeid"].split("::")[-1]: t for t in report["tests"]}
+    culprit = tests["test_0_culprit"]
+    victims = [t for t in tests.values() if (t.get("poison") or {}).get("role") == "victim"]
+    seen = {"rc": proc.returncode, "poisoned": report.get("poisoned"), "culprit": culprit.get("reason"),
+            "victims": {t["nodeid"]: t["outcome"] for t in victims},
+            "categories": sorted({a["category"] for t in tests.values() for a in t["attempts"]
+                                  if a["outcome"] != "passed"})}
+    if not report.get("poisoned"):
+        problems.append(f"cascade: no poisoned worker recognized: {seen}")
+    if culprit["outcome"] != "failed" or "reproduced on a fresh worker" not in (culprit.get("reason") or ""):
+        problems.append(f"cascade: the culprit was not confirmed: {culprit.get('reason')}")
+    if any(t["outcome"] != "passed" for t in victims):
+        problems.append(f"cascade: a victim did not pass on a fresh worker: {seen['victims']}")
+    return seen
+
+
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
     print("$", " ".join(cmd), flush=True)
@@ -120,6 +167,7 @@ def main() -> int:
         out["pinning"] = seen
         if proc.returncode != 0 or not seen or any(v is None for v in seen.values()):
             problems.append(f"pinning: rc={proc.returncode}, CUDA_VISIBLE_DEVICES per worker {seen}")
+        out["cascade"] = cascade(root, problems)
     out["problems"] = problems
     print(json.dumps({k: v for k, v in out.items() if k != "records"}, indent=1))
     if args.json:
