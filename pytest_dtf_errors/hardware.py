@@ -14,7 +14,8 @@ so:
   caller may prepend code), so annotations are evaluated: Python >= 3.10.
 
 Public functions: :func:`detect_hardware`, :func:`count_gpus`,
-:func:`parse_visible_devices`, :func:`gpu_slice`, :func:`matches`,
+:func:`parse_visible_devices`, :func:`gpu_slice`, :func:`gpu_slices`,
+:func:`pin_gpus`, :func:`matches`,
 :func:`parse_override`, :func:`valid_tag`.
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "count_gpus",
     "detect_hardware",
     "gpu_slice",
+    "gpu_slices",
     "matches",
     "parse_override",
     "parse_visible_devices",
@@ -395,32 +397,64 @@ def gpu_slice(slot: int, per_worker: int, visible: str | None, total: int) -> st
         raise ValueError(f"slot must be an int >= 0, got {slot!r}")
     if isinstance(per_worker, bool) or not isinstance(per_worker, int) or per_worker < 1:
         raise ValueError(f"per_worker must be an int >= 1, got {per_worker!r}")
+    return _take(_shared_gpus(visible, total), slot * per_worker, per_worker)
+
+
+def gpu_slices(per_worker: "int | Sequence[int]", workers: int, visible: str | None, total: int) -> list[str]:
+    """CUDA_VISIBLE_DEVICES for the first *workers* slots, under ``--dtf-gpus-per-worker``.
+
+    *per_worker* is one size for every slot (``2``) or one size per slot
+    (``[1, 1, 2]``; past its end the list starts over). Each slot's slice
+    starts where the one before it ended, so slices never overlap while the
+    GPUs last: ``[1, 1, 2]`` over 4 GPUs gives ``"0"``, ``"1"``, ``"2,3"``.
+    Past the end of the list positions wrap around, as in :func:`gpu_slice`
+    (which this equals for a single size). A size of 0 gives ``""``: no GPU.
+    """
+    sizes = [per_worker] if isinstance(per_worker, int) else list(per_worker) if isinstance(per_worker, (list, tuple)) else []
+    if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in sizes):
+        raise ValueError(f"per_worker must be an int >= 0 or a non-empty list of them, got {per_worker!r}")
+    base = _shared_gpus(visible, total)
+    out: list[str] = []
+    start = 0
+    for slot in range(max(0, int(workers))):
+        size = sizes[slot % len(sizes)]
+        out.append(_take(base, start, size))
+        start += size
+    return out
+
+
+def _shared_gpus(visible: str | None, total: int) -> list[str]:
+    """The GPUs pinning shares out: *visible* read like CUDA does, kept as written; else 0..total-1."""
     total = max(0, int(total))
     if total == 0:
-        return ""
+        return []
     if visible is None:
-        base = [str(i) for i in range(total)]
-    else:
-        base = []
-        seen = set()
-        for entry in str(visible).split(","):
-            entry = entry.strip()
-            if _INT_RE.match(entry):
-                if int(entry) >= total:
-                    break
-                key = str(int(entry))
-            elif entry[:4].upper() in ("GPU-", "MIG-") and len(entry) > 4:
-                key = entry
-            else:
+        return [str(i) for i in range(total)]
+    base: list[str] = []
+    seen = set()
+    for entry in str(visible).split(","):
+        entry = entry.strip()
+        if _INT_RE.match(entry):
+            if int(entry) >= total:
                 break
-            if key.lower() not in seen:
-                seen.add(key.lower())
-                base.append(key)
-    if not base:
+            key = str(int(entry))
+        elif entry[:4].upper() in ("GPU-", "MIG-") and len(entry) > 4:
+            key = entry
+        else:
+            break
+        if key.lower() not in seen:
+            seen.add(key.lower())
+            base.append(key)
+    return base
+
+
+def _take(base: list[str], start: int, size: int) -> str:
+    """Positions ``[start, start+size)`` of *base*, wrapping around, no entry twice."""
+    if not base or size <= 0:
         return ""
     n = len(base)
     picked: list[str] = []
-    for pos in range(slot * per_worker, slot * per_worker + min(per_worker, n)):
+    for pos in range(start, start + min(size, n)):
         entry = base[pos % n]
         if entry not in picked:
             picked.append(entry)
@@ -510,23 +544,22 @@ def _physical_gpus(
     return gpus, source, mig
 
 
-def pin_gpus(specs: Sequence[Any], per_worker: int) -> None:
+def pin_gpus(specs: Sequence[Any], per_worker: "int | Sequence[int]") -> None:
     """``--dtf-gpus-per-worker``: write each local (popen) spec's CUDA_VISIBLE_DEVICES.
 
-    The slice goes into the spec's environment, so a replacement worker (xdist
-    copies the spec) keeps the slot of the one it replaces. A remote host's
-    GPUs are its own business.
+    *per_worker* is one size for every worker or one per worker slot (see
+    :func:`gpu_slices`). The slice goes into the spec's environment, so a
+    replacement worker (xdist copies the spec) keeps the slot of the one it
+    replaces. A remote host's GPUs are its own business.
     """
-    total = count_gpus()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    slot = 0
-    for spec in specs:
-        if not getattr(spec, "popen", False) or getattr(spec, "via", None):
-            continue
+    local = [spec for spec in specs if getattr(spec, "popen", False) and not getattr(spec, "via", None)]
+    if not local:
+        return
+    slices = gpu_slices(per_worker, len(local), os.environ.get("CUDA_VISIBLE_DEVICES"), count_gpus())
+    for spec, visible in zip(local, slices):
         if spec.env is None:
             spec.env = {}
-        spec.env["CUDA_VISIBLE_DEVICES"] = gpu_slice(slot, per_worker, visible, total)
-        slot += 1
+        spec.env["CUDA_VISIBLE_DEVICES"] = visible
 
 
 def count_gpus(

@@ -87,6 +87,30 @@ def _tag_map(value: object, key: str) -> dict[str, list[str]]:
     return out
 
 
+MAX_GPU_SIZES = 1024  # sizes one --dtf-gpus-per-worker list may give
+
+
+def _gpu_sizes(value: object, key: str) -> int | tuple[int, ...]:
+    """``--dtf-gpus-per-worker``: N GPUs for every local worker, or a list of sizes, one per
+    worker slot (``1,1,2``, or a TOML list); a list's sizes may be 0 (that worker gets none)."""
+    size = _number(int, 0, 1024)
+    if isinstance(value, str) and "," in value:
+        parts: list[object] = [p.strip() for p in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        return size(value, key)
+    if not 1 <= len(parts) <= MAX_GPU_SIZES:
+        raise ConfigError(key, f"must list 1 to {MAX_GPU_SIZES} GPU counts, got {len(parts)}")
+    sizes = []
+    for n, part in enumerate(parts, 1):
+        try:
+            sizes.append(size(part, key))
+        except ConfigError as exc:
+            raise ConfigError(key, f"entry {n} of {value!r} {exc.message}") from None
+    return tuple(sizes)
+
+
 @final
 class Option(Generic[T]):
     """One setting, declared on ``Settings``: its default, check, help, flag and ini key.
@@ -146,7 +170,7 @@ class Settings:
     retry_budget: Option[int | None] = Option(None, _number(int, 0, 10**7), "suite-wide cap on retries, a last resort against retry storms (default: half the collected tests, at least 100)", flag="--dtf-retry-budget")
     fail_on_flaky: Option[bool] = Option(False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", flag="--dtf-fail-on-flaky")
     report: Option[str | None] = Option(None, _text, "write the JSON error report to this path", flag="--dtf-report")
-    gpus_per_worker: Option[int] = Option(0, _number(int, 0, 1024), "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES", flag="--dtf-gpus-per-worker")
+    gpus_per_worker: Option[int | tuple[int, ...]] = Option(0, _gpu_sizes, "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES, or one size per worker: 1,1,2", flag="--dtf-gpus-per-worker")
     heartbeat_timeout: Option[float] = Option(10.0, _number(float, 0.5, 86400), "seconds without a heartbeat before a worker is declared lost")
     missing_hardware: Option[str] = Option("skip", _choice("skip", "fail"), "what a test gets when no worker has its hardware")
     quarantine_threshold: Option[int] = Option(3, _number(int, 1, 10**6), "distinct tests failing only on one worker (and passing elsewhere) that quarantine it")

@@ -57,11 +57,17 @@ class HardwareMismatchError(Exception):
     """A test ran on a worker that lacks the hardware its marker asks for."""
 
 
+MAX_GPUS = 1024  # the most GPUs hardware(gpus=N) may ask for
+
+
 def hardware_requirement(item: pytest.Item) -> Requirement | None:
     """The ``@pytest.mark.hardware(...)`` of an item, or None.
 
     ``hardware("cuda", "rocm")`` means any of them; ``fallback=`` names what a
-    retry may use when no worker with the hardware is left.
+    retry may use when no worker with the hardware is left; ``gpus=N`` asks for
+    a worker that holds at least N GPUs; ``exclusive=True`` for no other test
+    on its host while it runs. A bad ``gpus=`` or ``exclusive=`` is left out
+    here and fails the test (:func:`marker_problem`).
     """
     marker = item.get_closest_marker("hardware")
     if marker is None:
@@ -70,7 +76,46 @@ def hardware_requirement(item: pytest.Item) -> Requirement | None:
     fallback = marker.kwargs.get("fallback") or ()
     if isinstance(fallback, str):
         fallback = (fallback,)
-    return {"any": wanted, "fallback": [str(f).lower() for f in fallback]}
+    req: Requirement = {"any": wanted, "fallback": [str(f).lower() for f in fallback]}
+    gpus = marker.kwargs.get("gpus")
+    if _whole(gpus) and gpus:
+        req["gpus"] = gpus
+    if marker.kwargs.get("exclusive") is True:
+        req["exclusive"] = True
+    return req
+
+
+def marker_problem(item: pytest.Item) -> str | None:
+    """What is wrong with an item's ``hardware(gpus=, exclusive=)``, or None."""
+    marker = item.get_closest_marker("hardware")
+    if marker is None:
+        return None
+    gpus = marker.kwargs.get("gpus")
+    if gpus is not None and not _whole(gpus):
+        return f"hardware(gpus=...) must be a whole number of GPUs from 0 to {MAX_GPUS}, got {gpus!r}"
+    exclusive = marker.kwargs.get("exclusive")
+    if exclusive is not None and not isinstance(exclusive, bool):
+        return f"hardware(exclusive=...) must be True or False, got {exclusive!r}"
+    return None
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_GPUS
+
+
+def _gpu_count() -> int:
+    """The GPUs this process can use (CUDA_VISIBLE_DEVICES applied), detected without torch."""
+    from .hardware import detect_hardware
+
+    return int(detect_hardware().get("gpu_count") or 0)
+
+
+def _describe(req: Requirement) -> str:
+    """``cuda or rocm with 2 GPUs``: what a requirement asks of a worker."""
+    tags = " or ".join(req["any"])
+    gpus = req.get("gpus", 0)
+    count = f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else ""
+    return f"{tags} with {count}" if tags and count else tags or count
 
 
 def xdist_groups(items: list[pytest.Item]) -> dict[str, str]:
@@ -132,18 +177,26 @@ class WorkerPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         reqs: dict[str, Requirement] = {}
+        problems: dict[str, str] = {}
         for item in session.items:
             # "in keywords" is a cheap pre-check (it also matches a node named "hardware")
             req = hardware_requirement(item) if "hardware" in item.keywords else None
             if req is not None:
                 reqs[item.nodeid] = req
+                problem = marker_problem(item)
+                if problem is not None:
+                    problems[item.nodeid] = problem
+        # counted only when a test asks for GPUs: other runs pay no second detection
+        gpus = _gpu_count() if any("gpus" in req for req in reqs.values()) else None
         if reqs:  # a suite without hardware markers pays nothing per test
-            guard = HardwareGuard(self.worker_id, self.tags, reqs, self.missing)
+            guard = HardwareGuard(self.worker_id, self.tags, reqs, self.missing, gpus or 0, problems)
             self.config.pluginmanager.register(guard, "dtf_hardware_guard")
         if _link(self.config) is None:
             return
         from .xdist import messages
 
+        if gpus is not None:
+            self._send(messages.gpus_to_wire(gpus))  # before the requirements that need it
         self._send(messages.requirements_to_wire(reqs))
         if getattr(self.config.option, "loadgroup", False):
             self._send(messages.groups_to_wire(xdist_groups(session.items)))
@@ -205,36 +258,66 @@ class WorkerPlugin:
 
 
 class HardwareGuard:
-    """Stops a test that landed on a worker without its hardware.
+    """Stops a test that landed on a worker without its hardware or enough GPUs.
 
     Registered only when a collected test has a hardware marker.
     """
 
     def __init__(
-        self, worker_id: str, tags: list[str], requirements: dict[str, Requirement], missing: str | None
+        self,
+        worker_id: str,
+        tags: list[str],
+        requirements: dict[str, Requirement],
+        missing: str | None,
+        gpus: int = 0,
+        problems: dict[str, str] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.tags = set(tags)
         self.requirements = requirements
         self.missing = missing  # in-process: "skip" or "fail" a test whose hardware is absent
+        self.gpus = gpus  # GPUs this process can use (counted only when a test asks for some)
+        self.problems = problems or {}  # nodeid -> what is wrong with its marker
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         req = self.requirements.get(item.nodeid)
-        if req is None or set(req["any"]) & self.tags:
+        if req is None:
+            return
+        problem = self.problems.get(item.nodeid)
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
+        if req.get("exclusive") and self.missing is not None and self.worker_id != "local":
+            self._warn_not_alone(item)
+        wanted = req.get("gpus", 0)
+        if (not req["any"] or set(req["any"]) & self.tags) and self.gpus >= wanted:
             return
         allowed = attempt_meta(item.config, item.nodeid).get("hardware") or ()
         if allowed and set(allowed) & self.tags:
-            return  # a retry sent on fallback hardware
+            return  # a retry (or a first attempt) sent on fallback hardware
         have = ", ".join(sorted(self.tags))
+        if wanted:
+            have += f" and {self.gpus} GPU{'s' if self.gpus != 1 else ''}"
         if self.missing is not None:
-            reason = f"requires hardware {' or '.join(req['any'])}; this machine has {have}"
+            reason = f"requires hardware {_describe(req)}; this machine has {have}"
             if self.missing == "fail":
                 pytest.fail(reason, pytrace=False)
             raise pytest.skip.Exception(reason, _use_item_location=True)
         raise HardwareMismatchError(
-            f"test needs {'/'.join(req['any'])} but worker {self.worker_id} has {have or 'nothing'}"
+            f"test needs {_describe(req).replace(' or ', '/')} but worker {self.worker_id} has {have or 'nothing'}"
         )
+
+    @staticmethod
+    def _warn_not_alone(item: pytest.Item) -> None:
+        """xdist's own scheduler runs the session: nothing keeps other tests off this host."""
+        workerinput = getattr(item.config, "workerinput", {})
+        if int(workerinput.get("workercount") or 1) > 1:
+            import warnings
+
+            warnings.warn(pytest.PytestWarning(
+                "hardware(exclusive=True) is kept only by dtf's scheduler (--dtf-retry or hardware "
+                "routing, docs/hardware.md); under xdist's own scheduler this test ran beside others"
+            ), stacklevel=1)
 
 
 class TimeoutScaler:

@@ -543,6 +543,45 @@ def test_gpu_slice_edge_cases():
             gpu_slice(0, bad, None, 4)
 
 
+def test_gpu_slices_of_mixed_sizes_do_not_overlap_while_gpus_last():
+    gpu_slices = hardware.gpu_slices
+    assert gpu_slices([1, 1, 2], 3, None, 4) == ["0", "1", "2,3"]
+    assert gpu_slices([2, 1], 3, "GPU-a,GPU-b,GPU-c,GPU-d", 4) == ["GPU-a,GPU-b", "GPU-c", "GPU-d,GPU-a"]
+    assert gpu_slices([0, 2], 2, None, 4) == ["", "0,1"]  # a worker with no GPU beside one with two
+    assert gpu_slices([1, 1, 2], 4, None, 4) == ["0", "1", "2,3", "0"]  # past the list: it starts over
+    assert gpu_slices([2, 2], 3, None, 3) == ["0,1", "2,0", "1,2"]  # more asked than there are: wrap
+    assert gpu_slices([1, 1], 2, None, 0) == ["", ""]
+
+
+def test_gpu_slices_of_one_size_are_gpu_slice():
+    for n in (1, 2, 3):
+        for total in (0, 3, 4):
+            assert hardware.gpu_slices(n, 5, None, total) == [gpu_slice(k, n, None, total) for k in range(5)]
+            assert hardware.gpu_slices([n], 5, "3,1", total) == [gpu_slice(k, n, "3,1", total) for k in range(5)]
+
+
+def test_gpu_slices_reject_bad_sizes():
+    for bad in ([], [1, -1], [True], ["1"], 1.5, -1):
+        with pytest.raises(ValueError):
+            hardware.gpu_slices(bad, 2, None, 4)
+
+
+class _Spec:
+    def __init__(self, popen=True, via=None, env=None):
+        self.popen, self.via, self.env = popen, via, env
+
+
+def test_pin_gpus_gives_each_local_spec_its_slot_of_a_mixed_list(monkeypatch):
+    monkeypatch.setattr(hardware, "count_gpus", lambda *a, **k: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    specs = [_Spec(), _Spec(popen=False), _Spec(env={"X": "1"}), _Spec(), _Spec(via="gw0")]
+    hardware.pin_gpus(specs, [1, 1, 2])
+    assert [s.env and s.env.get("CUDA_VISIBLE_DEVICES") for s in specs] == ["0", None, "1", "2,3", None]
+    assert specs[2].env["X"] == "1"
+    hardware.pin_gpus(specs, 2)  # one size for all, as before
+    assert [s.env and s.env.get("CUDA_VISIBLE_DEVICES") for s in specs] == ["0,1", None, "2,3", "0,1", None]
+
+
 # --------------------------------------------------------------------------- matches
 
 

@@ -111,14 +111,22 @@ def make(
     requirements=None,
     fallbacks=None,
     groups=None,
+    needs=None,
+    gpu_counts=None,
+    pinned=None,
+    hosts=None,
 ) -> Run:
     book = WorkerBook()
     for name in nodes:
         book.node(name).linked = True  # the flush item can be sent
         if tags and name in tags:
             book.add_tags(name, tags[name])
+        book.node(name).gpu_count = (gpu_counts or {}).get(name)  # as the worker reported it
+        book.node(name).gpus = (pinned or {}).get(name)  # as --dtf-gpus-per-worker pinned it
+        book.node(name).host = (hosts or {}).get(name)
     for nodeid, req in (requirements or {}).items():
         book.requirements[nodeid] = {"any": list(req), "fallback": list((fallbacks or {}).get(nodeid, ()))}
+    book.requirements.update(needs or {})  # whole requirements: gpus=, exclusive=
     book.groups.update(groups or {})
     log: list[tuple[object, ...]] = []
     callbacks, links = FakeCallbacks(), FakeLinks(log)
@@ -569,3 +577,177 @@ def test_a_worker_has_about_a_quarter_second_of_work_queued(seconds, low, high):
     for _ in range(3):  # let the average settle
         queued = queued_ahead(sched, w0, seconds)
     assert low <= queued <= high
+
+
+# -- GPU-sized tests: hardware(gpus=N) ----------------------------------------------------
+CUDA2 = {"gw0": ["cpu", "cuda"], "gw1": ["cpu", "cuda"]}
+
+
+def sent_tests(run, worker):
+    return [run.sched.collection[i] for i in worker.sent if i != run.sched.flush_index]
+
+
+def test_a_gpus_test_goes_only_to_a_worker_that_holds_enough_gpus():
+    ids = ["big1", "big2", "a", "b", "c"]
+    needs = {n: {"any": ["cuda"], "fallback": [], "gpus": 2} for n in ("big1", "big2")}
+    run = make(ids, tags=CUDA2, needs=needs, gpu_counts={"gw0": 1, "gw1": 2})
+    w0, w1 = run.workers
+    for _ in range(10):
+        for w in run.workers:
+            complete_all(run.sched, w)
+    assert {"big1", "big2"} <= set(sent_tests(run, w1))
+    assert not {"big1", "big2"} & set(sent_tests(run, w0))
+    assert run.sched.tests_finished and run.callbacks.skipped == []
+
+
+def test_a_pinned_worker_holds_its_slice_until_it_reports_a_count():
+    ids = ["big", "a"]
+    needs = {"big": {"any": [], "fallback": [], "gpus": 2}}
+    run = make(ids, needs=needs, pinned={"gw0": "0", "gw1": "2,3"})
+    assert "big" in sent_tests(run, run.workers[1]) and "big" not in sent_tests(run, run.workers[0])
+    # the worker's own count wins over its pinned slice (it is what CUDA lets it see)
+    run = make(ids, needs=needs, pinned={"gw0": "0", "gw1": "2,3"}, gpu_counts={"gw0": 2, "gw1": 0})
+    assert "big" in sent_tests(run, run.workers[0]) and "big" not in sent_tests(run, run.workers[1])
+
+
+def test_a_gpus_test_no_worker_can_hold_is_skipped_naming_the_count():
+    needs = {"big": {"any": ["cuda"], "fallback": [], "gpus": 4}, "any4": {"any": [], "fallback": [], "gpus": 4}}
+    run = make(["big", "any4", "a"], tags=CUDA2, needs=needs, gpu_counts={"gw0": 1, "gw1": 2})
+    assert sorted(run.callbacks.skipped) == [(["any4"], ("4 GPUs",)), (["big"], ("cuda with 4 GPUs",))]
+    assert "big" not in sent_tests(run, run.workers[0]) + sent_tests(run, run.workers[1])
+
+
+def test_a_retry_of_a_gpus_test_keeps_its_gpu_count_but_not_on_fallback_hardware():
+    needs = {"big": {"any": ["cuda"], "fallback": ["cpu"], "gpus": 2}}
+    run = make(["big", "a"], tags=CUDA2, needs=needs, gpu_counts={"gw0": 1, "gw1": 2})
+    for w in run.workers:
+        complete_all(run.sched, w)
+    # failed on gw1 (avoid it): gw0 has too few GPUs, so gw1 runs it again rather than nowhere
+    run.sched.add_retry(retry("big", node="gw1", avoid={"gw1"}, hardware=("cuda",)))
+    run.sched.schedule()
+    assert run.links.dispatched == [("big", "gw1")]
+    complete_all(run.sched, run.workers[1])
+    # on its fallback hardware the marker's count no longer applies
+    run.sched.add_retry(retry("big", node="gw1", attempt=2, avoid={"gw1"}, hardware=("cpu",)))
+    run.sched.schedule()
+    assert run.links.dispatched[-1] == ("big", "gw0")
+
+
+def test_a_retry_of_a_gpus_test_nobody_can_hold_is_reported():
+    needs = {"big": {"any": ["cuda"], "fallback": [], "gpus": 2}}
+    run = make(["big", "a"], tags=CUDA2, needs=needs, gpu_counts={"gw0": 2, "gw1": 1})
+    for w in run.workers:
+        complete_all(run.sched, w)
+    run.book.lose("gw0", "gone")
+    run.sched.remove_node(run.workers[0])
+    run.sched.add_retry(retry("big", hardware=("cuda",)))
+    run.sched.schedule()
+    assert run.callbacks.lost == [("big", "no worker with cuda with 2 GPUs is left")]
+
+
+# -- exclusive tests: hardware(exclusive=True) ---------------------------------------------
+ALONE = {"any": [], "fallback": [], "exclusive": True}
+
+
+def test_an_exclusive_test_runs_first_alone_then_the_others_resume():
+    ids = ["x", "a", "b", "c", "d"]
+    run = make(ids, needs={"x": ALONE})
+    sched, (w0, w1) = run.sched, run.workers
+    # the host is drained (nothing runs yet): x goes out alone, flushed so that it runs now
+    assert w0.sent == [0, sched.flush_index] and w1.sent == []
+    assert not sched.tests_finished and sched.has_pending
+    assert run.book.exclusive_runs == [("x", "localhost", pytest.approx(0.0, abs=0.5))]
+    sched.mark_test_complete(w0, 0)
+    assert sched.drains == {}
+    assert {i for i in w0.sent + w1.sent if i != sched.flush_index} == {0, 1, 2, 3, 4}
+
+
+def test_an_exclusive_retry_drains_its_host_while_running_tests_finish():
+    ids = ["x"] + [f"t{i}" for i in range(12)]
+    run = make(ids, needs={"x": ALONE})
+    sched, (w0, w1) = run.sched, run.workers
+    sched.mark_test_complete(w0, 0)  # x's first attempt, alone; the others got work
+    assert len(sched.node2pending[w0]) >= 2 and len(sched.node2pending[w1]) >= 2
+    sent = (list(w0.sent), list(w1.sent))
+    sched.add_retry(retry("x"))
+    sched.schedule()
+    assert (w0.sent, w1.sent) == sent, "a drained host's workers get nothing, not even the retry"
+    time.sleep(0.05)  # the tests running there take their time
+    # their running tests finish; each holds its last (not started: nothing follows it)
+    for w in (w0, w1):
+        while len(sched.node2pending[w]) > 1:
+            sched.mark_test_complete(w, sched.node2pending[w][0])
+    [(name, plan)] = run.links.attempts
+    target = w0 if name == "gw0" else w1
+    assert plan.nodeid == "x" and target.sent[-1] == sched.flush_index
+    other = w1 if target is w0 else w0
+    assert other.sent == sent[other is w1], "the other worker still waits"
+    assert run.book.exclusive_runs[-1][:2] == ("x", "localhost") and run.book.exclusive_runs[-1][2] >= 0.05
+    sched.mark_test_complete(target, 0)  # the exclusive test is done: work again
+    for _ in range(50):
+        for w in (w0, w1):
+            complete_all(sched, w)
+        if sched.tests_finished:
+            break
+    assert sched.tests_finished and sched.drains == {}
+    assert sorted({i for w in (w0, w1) for i in w.sent} - {sched.flush_index}) == list(range(len(ids)))
+
+
+def test_an_exclusive_test_drains_only_its_own_host():
+    ids = ["x"] + [f"t{i}" for i in range(6)]
+    hosts = {"gw0": "h1", "gw1": "h1", "gw2": "h2"}
+    needs = {"x": {"any": ["cuda"], "fallback": [], "exclusive": True}}
+    tags = {"gw0": ["cpu", "cuda"], "gw1": ["cpu"], "gw2": ["cpu"]}
+    run = make(ids, nodes=("gw0", "gw1", "gw2"), needs=needs, hosts=hosts, tags=tags)
+    w0, w1, w2 = run.workers
+    assert w0.sent == [0, run.sched.flush_index] and w1.sent == []
+    assert [i for i in w2.sent if i != run.sched.flush_index], "the other host goes on working"
+    assert run.book.exclusive_runs == [("x", "h1", pytest.approx(0.0, abs=0.5))]
+
+
+def test_a_crash_of_the_exclusive_test_frees_its_host():
+    run = make(["x", "a", "b"], needs={"x": ALONE})
+    sched, (w0, w1) = run.sched, run.workers
+    assert sched.remove_node(w0) == "x"
+    assert sched.drains == {}
+    sched.schedule()
+    assert {1, 2} <= set(w1.sent)
+
+
+def test_exclusive_tests_run_one_at_a_time():
+    run = make(["x", "y", "a"], needs={"x": ALONE, "y": ALONE})
+    sched, (w0, w1) = run.sched, run.workers
+    assert [i for i in w0.sent + w1.sent if i != sched.flush_index] == [0]
+    sched.mark_test_complete(w0, 0)
+    assert [i for i in w0.sent + w1.sent if i != sched.flush_index] == [0, 1]
+    assert [nodeid for nodeid, _host, _s in run.book.exclusive_runs] == ["x", "y"]
+
+
+def test_an_exclusive_test_without_a_linked_worker_runs_like_any_other():
+    # without the link there is no flush item: a test sent alone would wait forever
+    book = WorkerBook()
+    book.requirements["x"] = dict(ALONE)
+    callbacks = FakeCallbacks()
+    sched = DtfScheduling(None, 1, "load", book, callbacks, FakeLinks([]), wake_at=lambda t: None)
+    w0 = FakeNode("gw0")
+    sched.add_node(w0)
+    sched.add_node_collection(w0, ["x", "a"])
+    sched.schedule()
+    assert sorted(w0.sent) == [0, 1] and sched.drains == {} and book.exclusive_runs == []
+
+
+def test_requirements_from_the_wire_keep_gpus_and_exclusive_and_drop_bad_values():
+    from pytest_dtf_errors.xdist.messages import from_wire, requirements_to_wire
+
+    sent = {
+        "a": {"any": ["cuda"], "fallback": [], "gpus": 2, "exclusive": True},
+        "b": {"any": [], "fallback": [], "gpus": "2", "exclusive": "yes"},
+        "c": {"any": [], "fallback": [], "gpus": 0},
+        "d": {"any": [], "fallback": [], "gpus": 2.5},
+        "e": {"any": [], "fallback": [], "gpus": True},
+        "f": {"any": [], "fallback": [], "gpus": 10**9},
+    }
+    kind, reqs = from_wire(requirements_to_wire(sent))
+    assert kind == "requirements"
+    assert reqs["a"] == {"any": ["cuda"], "fallback": [], "gpus": 2, "exclusive": True}
+    assert all(reqs[n] == {"any": [], "fallback": []} for n in "bcdef")

@@ -81,6 +81,9 @@ def requirements_to_wire(reqs: dict[str, Requirement]) -> tuple[Literal["require
     return "requirements", reqs
 
 
+MAX_GPUS = 1024  # the most GPUs a requirement may ask for (hardware(gpus=N))
+
+
 def groups_to_wire(groups: dict[str, str]) -> tuple[Literal["groups"], dict[str, str]]:
     return "groups", groups
 
@@ -134,7 +137,13 @@ def from_wire(message: object) -> Message | None:
         reqs: dict[str, Requirement] = {}
         for nodeid, req in data.items():
             if isinstance(req, dict):
-                reqs[str(nodeid)] = {"any": _strings(req.get("any")), "fallback": _strings(req.get("fallback"))}
+                need: Requirement = {"any": _strings(req.get("any")), "fallback": _strings(req.get("fallback"))}
+                gpus = _number(req.get("gpus"))
+                if gpus is not None and gpus.is_integer() and 1 <= gpus <= MAX_GPUS:
+                    need["gpus"] = int(gpus)
+                if req.get("exclusive") is True:
+                    need["exclusive"] = True
+                reqs[str(nodeid)] = need
         return "requirements", reqs
     if kind == "groups" and isinstance(data, dict):
         return "groups", {str(k): str(v) for k, v in data.items()}

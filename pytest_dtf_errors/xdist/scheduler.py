@@ -5,8 +5,15 @@
 with ``--dist load``, one scope, file or group with ``loadscope`` /
 ``loadfile`` / ``loadgroup``. Retries are ``RetryPlan``s with a due time and
 placement constraints; the session decides them, this module only places
-them. Worker facts (tags, unavailable hardware, quarantine, the link) are
-read from the WorkerBook; the scheduler calls back through ``Callbacks``.
+them. Worker facts (tags, GPUs, unavailable hardware, quarantine, the link)
+are read from the WorkerBook; the scheduler calls back through ``Callbacks``.
+
+What a test needs of a worker is a ``Need``: any of its marker's tags, at
+least ``gpus=`` GPUs, and for ``exclusive=True`` its host to itself. An
+exclusive test *drains* its host: the host's workers get no more work, and
+once none runs a test the exclusive one is sent to one of them; when it is
+done they get work again. The time spent draining goes into the WorkerBook's
+``exclusive_runs``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, final
 
 import pytest
 
@@ -24,7 +31,7 @@ from . import patches
 from .link import Links
 from .patches import WorkerNode
 
-__all__ = ["SUPPORTED_MODES", "Callbacks", "DtfScheduling", "node_id", "scope_key"]
+__all__ = ["ANYWHERE", "SUPPORTED_MODES", "Callbacks", "DtfScheduling", "Need", "describe", "node_id", "scope_key"]
 
 SUPPORTED_MODES = ("load", "loadscope", "loadfile", "loadgroup")
 # How much work a worker has queued ahead: about QUEUE_SECONDS of it, judged
@@ -35,6 +42,16 @@ QUEUE_SECONDS = 0.25
 FIRST_CHUNK = 100
 MAX_CHUNK = 500
 REFILL_BELOW = 3  # keep at least this many queued so a worker never waits for its next item
+
+Need = tuple[tuple[str, ...], int, bool]  # (any of these tags, at least this many GPUs, its host alone)
+ANYWHERE: Need = ((), 0, False)
+
+
+def describe(need: Need) -> str:
+    """``cuda or rocm with 2 GPUs``: a need as the skip reason names it."""
+    tags, gpus, _ = need
+    count = f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else ""
+    return f"{' or '.join(tags)} with {count}" if tags and count else " or ".join(tags) or count
 
 
 class Callbacks(Protocol):
@@ -48,7 +65,8 @@ class Callbacks(Protocol):
 
     def unplaceable(self, nodeids: list[str], requirement: tuple[str, ...], reason: str | None) -> None:
         """These tests can run nowhere: first attempts needing ``requirement`` no worker has
-        (``reason`` None), or a promised retry that cannot be placed (``reason`` says why)."""
+        (``reason`` None; a GPU count is part of the name: ``("cuda with 2 GPUs",)``), or a
+        promised retry that cannot be placed (``reason`` says why)."""
 
 
 def scope_key(nodeid: str, mode: str, group: str | None = None) -> str:
@@ -69,17 +87,40 @@ def node_id(node: WorkerNode) -> str:
     return str(node.gateway.id)
 
 
+@final
+class _Drain:
+    """An exclusive test (a unit of first attempts, or a retry) waiting for its host, then running.
+
+    ``host``: the host drained; ``need``: what the test needs; ``unit`` or
+    ``plan``: the work; ``started``: when draining began (``time.monotonic()``);
+    ``node``: the worker it was sent to (None while draining); ``waiting``: its
+    indices not completed yet.
+    """
+
+    __slots__ = ("host", "need", "node", "plan", "started", "unit", "waiting")
+
+    def __init__(self, host: str, need: Need, unit: list[int] | None, plan: RetryPlan | None, started: float) -> None:
+        self.host = host
+        self.need = need
+        self.unit = unit
+        self.plan = plan
+        self.started = started
+        self.node: WorkerNode | None = None
+        self.waiting: set[int] = set()
+
+
 class DtfScheduling:
     """xdist ``Scheduling`` with a retry queue, worker constraints and hardware routing.
 
     ``node2collection`` / ``node2pending``: as in xdist's ``LoadScheduling``
     (pending: indices sent to the worker and not completed, the first one
     running). ``queues``: units of first attempts not sent yet, by hardware
-    requirement (``()``: runs anywhere). ``retries``: plans waiting for their
+    ``Need`` (``ANYWHERE``: runs anywhere). ``retries``: plans waiting for their
     due time or a worker; ``sent``: plans sent and not completed, by (worker,
     index), put back if the worker dies. ``refused``: workers that collected a
     different test set. ``flushed``: the last thing sent was the flush item.
     ``unreachable``: workers whose channel closed before xdist said so.
+    ``drains``: by host, the exclusive test that has (or waits for) it alone.
     """
 
     def __init__(
@@ -105,7 +146,7 @@ class DtfScheduling:
         self.node2pending: dict[WorkerNode, list[int]] = {}
         self.collection: list[str] | None = None
         self.index_of: dict[str, int] = {}
-        self.queues: dict[tuple[str, ...], deque[list[int]]] = {}
+        self.queues: dict[Need, deque[list[int]]] = {}
         self.retries: list[RetryPlan] = []
         self.sent: dict[tuple[str, int], RetryPlan] = {}
         self.refused: set[WorkerNode] = set()
@@ -115,7 +156,8 @@ class DtfScheduling:
         self.flush_index = -1  # index of the workers' no-op item (worker.FlushItem)
         self.refill_below = REFILL_BELOW  # top a worker up when it has fewer queued
         self.test_seconds: float | None = None  # moving average of a test's duration
-        self._ordered: list[tuple[tuple[str, ...], deque[list[int]]]] | None = None
+        self._ordered: list[tuple[Need, deque[list[int]]]] | None = None
+        self.drains: dict[str, _Drain] = {}
         self.aborted = False  # the workers collected different tests
 
     # -- the protocol ------------------------------------------------------
@@ -134,7 +176,7 @@ class DtfScheduling:
         if self.aborted:
             return True  # different collections: nothing runs, as with xdist
         # xdist asks after every event: the cheap "no" comes first
-        if self.collection is None or self.retries or not self.node2collection:
+        if self.collection is None or self.retries or self.drains or not self.node2collection:
             return False
         for node, pending in self.node2pending.items():
             # a flushed worker runs its last test by itself; an unflushed one needs shutdown()
@@ -144,7 +186,7 @@ class DtfScheduling:
 
     @property
     def has_pending(self) -> bool:
-        return bool(self.retries or any(self.queues.values()) or any(self.node2pending.values()))
+        return bool(self.retries or self.drains or any(self.queues.values()) or any(self.node2pending.values()))
 
     def add_node(self, node: WorkerNode) -> None:
         assert node not in self.node2pending
@@ -171,6 +213,8 @@ class DtfScheduling:
             pending.remove(item_index)
         if self.sent:
             self.sent.pop((name, item_index), None)
+        if self.drains:
+            self._drain_progress(node, item_index)
         # the hot path: one test done, top up this worker (the others have their own events)
         if self.retries:
             self._dispatch_retries(time.monotonic())
@@ -184,7 +228,7 @@ class DtfScheduling:
         """A peer plugin (pytest-rerunfailures) asks for a test to run again."""
         index = self.index_of.get(item)
         if index is not None:
-            self._queue(self.book.requirement(item)).appendleft([index])
+            self._queue(self._need(item)).appendleft([index])
             self.schedule()
 
     def remove_pending_tests_from_node(self, node: WorkerNode, indices: Sequence[int]) -> None:
@@ -197,6 +241,9 @@ class DtfScheduling:
 
     def remove_node(self, node: WorkerNode) -> str | None:
         self.unreachable.discard(node)
+        for host, drain in list(self.drains.items()):
+            if drain.node is node:
+                del self.drains[host]  # its exclusive test crashed with it: the host is free
         pending = self.node2pending.pop(node)
         self.node2collection.pop(node, None)
         if not pending:
@@ -222,7 +269,9 @@ class DtfScheduling:
         if self.collection is None:
             self._start()
         self.give_up_unplaceable()
-        self._dispatch_retries(time.monotonic())
+        now = time.monotonic()
+        self._dispatch_retries(now)
+        self._exclusive(now)
         for node in list(self.node2pending):
             if self._takes_work(node):
                 self._fill(node)
@@ -234,9 +283,8 @@ class DtfScheduling:
         """Run ``plan`` once it is due, on a worker its constraints allow."""
         self.retries.append(plan)
         self.wake_at(plan.due if plan.due is not None else time.monotonic())
-        if not any(
-            self._fits(n, plan.hardware) for n in self._live_nodes()
-        ) and not self.book.starting_workers():
+        need = self._plan_need(plan)
+        if not any(self._fits(n, need) for n in self._live_nodes()) and not self.book.starting_workers():
             # Every worker is shutting down or gone: start one for this retry.
             self.callbacks.start_worker(plan)
 
@@ -244,6 +292,10 @@ class DtfScheduling:
         """Drop a waiting retry (the breaker stopped it). True if one was waiting."""
         before = len(self.retries)
         self.retries = [r for r in self.retries if r.nodeid != nodeid]
+        for host, drain in list(self.drains.items()):
+            if drain.plan is not None and drain.plan.nodeid == nodeid and drain.node is None:
+                del self.drains[host]
+                before += 1
         return len(self.retries) != before
 
     # -- internals ---------------------------------------------------------
@@ -260,11 +312,11 @@ class DtfScheduling:
         self.flush_index = len(first)
         self.index_of = {nodeid: i for i, nodeid in enumerate(first)}
         self.callbacks.collected(first)
-        units: dict[tuple[tuple[str, ...], str], list[int]] = {}
+        units: dict[tuple[Need, str], list[int]] = {}
         groups = self.book.groups if self.mode == "loadgroup" else {}
         for index, nodeid in enumerate(first):
-            req = self.book.requirement(nodeid)
-            units.setdefault((req, scope_key(nodeid, self.mode, groups.get(nodeid))), []).append(index)
+            need = self._need(nodeid)
+            units.setdefault((need, scope_key(nodeid, self.mode, groups.get(nodeid))), []).append(index)
         ordered = list(units.items())
         option = getattr(self.config, "option", None)
         if self.mode != "load" and getattr(option, "loadscopereorder", True):
@@ -285,10 +337,10 @@ class DtfScheduling:
                 self.config.hook.pytest_collectreport(report=report)
         return same
 
-    def _queue(self, req: tuple[str, ...]) -> deque[list[int]]:
-        q = self.queues.get(req)
+    def _queue(self, need: Need) -> deque[list[int]]:
+        q = self.queues.get(need)
         if q is None:
-            q = self.queues[req] = deque()
+            q = self.queues[need] = deque()
             self._ordered = None
         return q
 
@@ -298,7 +350,7 @@ class DtfScheduling:
             self.retries.append(plan)  # due already: it goes out with the next event
         else:
             assert self.collection is not None
-            self._queue(self.book.requirement(self.collection[index])).appendleft([index])
+            self._queue(self._need(self.collection[index])).appendleft([index])
 
     def _takes_work(self, node: WorkerNode) -> bool:
         return (
@@ -325,25 +377,185 @@ class DtfScheduling:
             for index in pending[2:]:
                 if not self._command(node, patches.steal_tests, [index]):
                     return
+        if not self._draining(node):  # its held test runs once its host is not drained
             self._flush(node)
         if not pending and rec is not None and rec.retiring and not patches.shutting_down(node):
             self._command(node, lambda n, _: patches.shut_down(n), ())
 
-    def _fits(self, node: WorkerNode, req: tuple[str, ...]) -> bool:
-        return not req or bool(self.book.tags(node_id(node)) & set(req))
+    def _need(self, nodeid: str) -> Need:
+        """What a first attempt of ``nodeid`` needs of its worker (its hardware marker)."""
+        req = self.book.requirements.get(nodeid)
+        if req is None:
+            return ANYWHERE
+        return tuple(req["any"]), int(req.get("gpus", 0)), bool(req.get("exclusive", False))
 
-    def _eligible(self, node: WorkerNode, plan: RetryPlan) -> bool:
-        return node_id(node) not in plan.avoid and self._fits(node, plan.hardware)
+    def _plan_need(self, plan: RetryPlan) -> Need:
+        """A retry needs its plan's hardware; its marker's GPUs unless it runs on fallback hardware."""
+        tags, gpus, exclusive = self._need(plan.nodeid)
+        if plan.hardware and tuple(plan.hardware) != tags:
+            gpus = 0  # fallback= (or other) hardware the plan chose: the marker's GPU count was for its own
+        return tuple(plan.hardware), gpus, exclusive
+
+    def _gpus(self, node: WorkerNode) -> int:
+        """The GPUs a worker holds: as it reported them, else as pinned (--dtf-gpus-per-worker)."""
+        rec = self.book.nodes.get(node_id(node))
+        if rec is None:
+            return 0
+        if rec.gpu_count is not None:
+            return rec.gpu_count
+        return len([e for e in rec.gpus.split(",") if e.strip()]) if rec.gpus else 0
+
+    def _fits(self, node: WorkerNode, need: Need) -> bool:
+        tags, gpus, _ = need
+        if tags and not self.book.tags(node_id(node)) & set(tags):
+            return False
+        return not gpus or self._gpus(node) >= gpus
+
+    def _eligible(self, node: WorkerNode, plan: RetryPlan, need: Need) -> bool:
+        return node_id(node) not in plan.avoid and self._fits(node, need)
+
+    # -- exclusive tests: a host to themselves -------------------------------------
+    def _host(self, node: WorkerNode) -> str:
+        rec = self.book.nodes.get(node_id(node))
+        return rec.host if rec is not None and rec.host else "localhost"
+
+    def _linked(self, node: WorkerNode) -> bool:
+        rec = self.book.nodes.get(node_id(node))
+        return rec is not None and rec.linked
+
+    def _draining(self, node: WorkerNode) -> bool:
+        """The worker's host is kept for an exclusive test: it gets nothing else."""
+        return bool(self.drains) and self._host(node) in self.drains
+
+    def _quiet(self, node: WorkerNode) -> bool:
+        """Runs no test and starts none until sent more: nothing pending, or only its last
+        test, held (an xdist worker starts a test only once it knows the next one)."""
+        pending = self.node2pending.get(node)
+        if not pending or node in self.unreachable:
+            return True
+        return len(pending) == 1 and node not in self.flushed and not patches.shutting_down(node)
+
+    def _alone(self, need: Need) -> bool:
+        """An exclusive test can have a host to itself: a live worker it fits has the link
+        (the flush item lets its test run while nothing follows it)."""
+        return any(self._linked(n) and self._fits(n, need) for n in self._live_nodes())
+
+    def _exclusive(self, now: float) -> None:
+        """Drained hosts run their exclusive test; exclusive first attempts drain a host each."""
+        for drain in list(self.drains.values()):
+            if drain.node is None and not self._advance(drain, now):
+                self._give_back(drain)
+        for need, queue in list(self.queues.items()):
+            if not need[2] or not queue:
+                continue
+            if not self._alone(need):
+                if any(self._fits(n, need) for n in self._live_nodes()):
+                    # no worker it fits has the link: it cannot run alone, it runs as any test does
+                    self._say(f"dtf: no worker with the DTF link can run {len(queue)} exclusive test(s) alone")
+                    self._queue((need[0], need[1], False)).extend(queue)
+                    queue.clear()
+                continue
+            while queue:
+                unit = queue.popleft()
+                if not self._begin_drain(need, unit, None, now):
+                    queue.appendleft(unit)  # every host it fits is held by another: it waits
+                    break
+
+    def _begin_drain(self, need: Need, unit: list[int] | None, plan: RetryPlan | None, now: float) -> bool:
+        """Keep a host for this exclusive work: the host with the least work queued among those
+        with a worker it fits. False when there is none free (the caller keeps the work)."""
+        fitting = [
+            n for n in self._live_nodes()
+            if self._linked(n) and self._fits(n, need) and self._host(n) not in self.drains
+        ]
+        if plan is not None:
+            eligible = [n for n in fitting if node_id(n) not in plan.avoid]
+            fitting = eligible if eligible or self.book.starting_workers() else fitting
+        if not fitting:
+            return False
+        load: dict[str, int] = {}
+        for n, pending in self.node2pending.items():
+            load[self._host(n)] = load.get(self._host(n), 0) + len(pending)
+        best = min(fitting, key=lambda n: (plan is not None and node_id(n) in plan.prefer_not, load[self._host(n)]))
+        drain = _Drain(self._host(best), need, unit, plan, now)
+        self.drains[drain.host] = drain
+        return self._advance(drain, now)
+
+    def _advance(self, drain: _Drain, now: float) -> bool:
+        """Send the exclusive work once no worker of its host runs a test. False: no worker
+        there can run it any more; the drain is over and the caller takes the work back."""
+        host_nodes = [n for n in self.node2pending if self._host(n) == drain.host]
+        if not all(self._quiet(n) for n in host_nodes):
+            return True
+        plan = drain.plan
+        fitting = [n for n in host_nodes if self._takes_work(n) and self._linked(n) and self._fits(n, drain.need)]
+        if plan is not None:
+            fitting = [n for n in fitting if node_id(n) not in plan.avoid] or fitting
+        prefer = set(plan.prefer_hardware) if plan is not None else set()
+        indices = list(drain.unit) if drain.unit is not None else [self.index_of[plan.nodeid]] if plan else []
+        while fitting:
+            node = min(fitting, key=lambda n: (
+                plan is not None and node_id(n) in plan.prefer_not,
+                bool(prefer) and not (self.book.tags(node_id(n)) & prefer),
+                len(self.node2pending[n]),  # an idle one: no held test runs before it
+            ))
+            sent = self._send_retry(node, plan) if plan is not None else self._send(node, indices)
+            if sent:
+                break
+            fitting.remove(node)  # it died under us: another worker of the host runs it
+        else:
+            del self.drains[drain.host]
+            return False
+        if plan is not None:
+            self.sent[(node_id(node), indices[0])] = plan
+        self._flush(node)
+        drain.node = node
+        drain.waiting = set(indices)
+        assert self.collection is not None
+        for n, index in enumerate(indices):  # a unit of several tests shares one drain
+            self.book.exclusive_runs.append((self.collection[index], drain.host, now - drain.started if n == 0 else 0.0))
+        return True
+
+    def _give_back(self, drain: _Drain) -> None:
+        """A drain that ended before its work was sent: the work waits again."""
+        if drain.unit is not None:
+            self._queue(drain.need).appendleft(drain.unit)
+        if drain.plan is not None:
+            self.retries.append(drain.plan)
+
+    def _drain_progress(self, node: WorkerNode, index: int) -> None:
+        """A test completed: an exclusive test done frees its host; a drained host may be quiet."""
+        now = time.monotonic()
+        freed = False
+        for host, drain in list(self.drains.items()):
+            if drain.node is node and index in drain.waiting:
+                drain.waiting.discard(index)
+                if not drain.waiting:
+                    del self.drains[host]
+                    freed = True
+            elif drain.node is None and self._host(node) == host and not self._advance(drain, now):
+                self._give_back(drain)
+        if freed:
+            self.schedule()  # the host's workers get work again (or the next exclusive test drains it)
 
     def _dispatch_retries(self, now: float) -> None:
         if not self.retries:
             return
-        live = self._live_nodes()
+        live = [n for n in self._live_nodes() if not self._draining(n)]
         keep: list[RetryPlan] = []
         for plan in sorted(self.retries, key=_due):
             if _due(plan) > now + 0.005:
                 keep.append(plan)
                 self.wake_at(_due(plan))
+                continue
+            need = self._plan_need(plan)
+            if need[2] and self._alone(need):
+                if not self._begin_drain(need, None, plan, now):
+                    reason = self._why_unplaceable(plan)
+                    if reason is None:
+                        keep.append(plan)  # its host is drained for another exclusive test, or starting
+                    else:
+                        self.callbacks.unplaceable([plan.nodeid], plan.hardware, reason)
                 continue
             node = self._pick(plan, live)
             died = False
@@ -370,10 +582,11 @@ class DtfScheduling:
         return self._send(node, [self.index_of[plan.nodeid]])
 
     def _pick(self, plan: RetryPlan, live: list[WorkerNode]) -> WorkerNode | None:
-        fitting = [n for n in live if self._eligible(n, plan)]
+        need = self._plan_need(plan)
+        fitting = [n for n in live if self._eligible(n, plan, need)]
         if not fitting and not self.book.starting_workers():
             # Every worker able to run it is one to avoid: better there than nowhere.
-            fitting = [n for n in live if self._fits(n, plan.hardware)]
+            fitting = [n for n in live if self._fits(n, need)]
         if not fitting:
             return None
         prefer = set(plan.prefer_hardware)
@@ -390,29 +603,30 @@ class DtfScheduling:
         if self.book.starting_workers():
             return None
         everyone = list(self.node2pending)
-        if any(self._fits(n, plan.hardware) for n in everyone if not patches.shutting_down(n)):
+        need = self._plan_need(plan)
+        if any(self._fits(n, need) for n in everyone if not patches.shutting_down(n)):
             return None if self._live_nodes() else "every worker able to run it is quarantined"
-        if plan.hardware and not any(self._fits(n, plan.hardware) for n in everyone):
-            return f"no worker with {'/'.join(plan.hardware)} is left"
+        if (need[0] or need[1]) and not any(self._fits(n, need) for n in everyone):
+            return f"no worker with {describe(need).replace(' or ', '/')} is left"
         if self.callbacks.start_worker(plan):
             return None
         return "no worker is left to run it"
 
     def give_up_unplaceable(self) -> None:
         """Tests whose hardware no live or starting worker has are skipped, not lost."""
-        if not any(req and q for req, q in self.queues.items()) or self.book.starting_workers():
+        if not any(need[:2] != ((), 0) and q for need, q in self.queues.items()) or self.book.starting_workers():
             return
         assert self.collection is not None
         alive = [n for n in self.node2pending if not patches.shutting_down(n)]
-        for req, queue in self.queues.items():
-            if not queue or not req:
+        for need, queue in self.queues.items():
+            if not queue or need[:2] == ((), 0):
                 continue
-            if not any(self._fits(n, req) for n in alive):
+            if not any(self._fits(n, need) for n in alive):
                 lost = []
                 for index in (i for unit in queue for i in unit):
                     nodeid = self.collection[index]
                     fallback = self.book.fallback(nodeid)
-                    if fallback and any(self._fits(n, fallback) for n in alive):
+                    if fallback and any(self._fits(n, (fallback, 0, False)) for n in alive):
                         # the marker's fallback= hardware runs it, like a retry would
                         first = RetryPlan(nodeid, 0, "", retry=True, reason="fallback", hardware=fallback)
                         first.promise()
@@ -421,7 +635,8 @@ class DtfScheduling:
                         lost.append(nodeid)
                 queue.clear()
                 if lost:
-                    self.callbacks.unplaceable(lost, req, None)
+                    # the callback names the tags; a GPU count goes into that name
+                    self.callbacks.unplaceable(lost, need[0] if not need[1] else (describe(need),), None)
 
     def _command(self, node: WorkerNode, send: Callable[[WorkerNode, Sequence[int]], None], indices: Sequence[int]) -> bool:
         """Send one command; False if the worker's channel is already closed.
@@ -457,9 +672,9 @@ class DtfScheduling:
 
     def _fill(self, node: WorkerNode) -> None:
         pending = self.node2pending[node]
-        if len(pending) >= self.refill_below:
+        if len(pending) >= self.refill_below or self._draining(node):
             return
-        queues = [q for req, q in self._by_specificity() if q and self._fits(node, req)]
+        queues = [q for need, q in self._by_specificity() if q and not need[2] and self._fits(node, need)]
         if not queues:
             self.refill_below = REFILL_BELOW
             self._flush(node)
@@ -497,10 +712,10 @@ class DtfScheduling:
             return FIRST_CHUNK
         return min(MAX_CHUNK, int(QUEUE_SECONDS / max(self.test_seconds, 1e-6)))
 
-    def _by_specificity(self) -> list[tuple[tuple[str, ...], deque[list[int]]]]:
-        # Hardware-specific work first, so generic tests do not starve it of its workers.
+    def _by_specificity(self) -> list[tuple[Need, deque[list[int]]]]:
+        # Hardware-specific work first (the most GPUs first), so generic tests do not starve it of its workers.
         if self._ordered is None:
-            self._ordered = sorted(self.queues.items(), key=lambda kv: (not kv[0], kv[0]))
+            self._ordered = sorted(self.queues.items(), key=lambda kv: (kv[0][:2] == ((), 0), -kv[0][1], kv[0]))
         return self._ordered
 
 
