@@ -214,6 +214,10 @@ class Ledger:
     def lost_hosts(self) -> dict[str, str]:
         return self.workers.lost_hosts
 
+    @property
+    def exclusive_runs(self) -> list[tuple[str, str, float]]:
+        return self.workers.exclusive_runs
+
     # -- counts ------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         out = {k: 0 for k in FINAL_OUTCOMES}
@@ -226,6 +230,8 @@ class Ledger:
     def quiet(self) -> bool:
         """Nothing failed, nothing was retried, no worker or host was in trouble."""
         if self.retries_used or self.breaker_trips or self.unavailable or self.lost_hosts:
+            return False
+        if self.poisonings or self.workers.exclusive_runs:
             return False
         if any(n.quarantined or n.quarantine_declined or n.lost for n in self.nodes.values()):
             return False

@@ -185,6 +185,12 @@ def test_an_exclusive_test_runs_while_no_other_test_of_its_host_runs(project):
     report = json.loads((p.path / "r.json").read_text())
     finals = {t["nodeid"].split("::")[-1]: t["outcome"] for t in report["tests"]}
     assert finals["test_alone"] == "flaky" and list(finals.values()).count("passed") == 48
+    # the time spent draining is in the reports
+    assert [e["nodeid"].split("::")[-1] for e in report["exclusive"]] == ["test_alone", "test_alone"]
+    assert all(e["host"] == "localhost" and e["drained_seconds"] >= 0 for e in report["exclusive"])
+    assert "exclusive tests: 2 ran alone on their host (localhost); draining the host's other workers took" in (
+        result.stdout.str()
+    )
 
 
 def test_under_xdists_own_scheduler_an_exclusive_test_runs_with_a_warning(project):

@@ -46,6 +46,10 @@ def build_report(
             {"host": host, "reason": reason} for host, reason in sorted(ledger.lost_hosts.items())
         ],
         "poisoned": [_jsonable(p.to_dict()) for p in ledger.poisonings],
+        "exclusive": [
+            {"nodeid": nodeid, "host": host, "drained_seconds": round(seconds, 3)}
+            for nodeid, host, seconds in ledger.exclusive_runs
+        ],
         "collection_errors": _collection_errors(run_info),
     }
 

@@ -200,6 +200,14 @@ def infrastructure_lines(report: Mapping[str, Any]) -> list[str]:
     if unavailable:
         pairs = ", ".join(f"{u.get('node')}: {u.get('hardware')}" for u in unavailable)
         lines.append("unavailable hardware: " + pairs)
+    exclusive = report.get("exclusive") or []
+    if exclusive:
+        drained = sum(float(e.get("drained_seconds") or 0) for e in exclusive)
+        ran_on = sorted({str(e.get("host")) for e in exclusive})
+        lines.append(
+            f"exclusive tests: {len(exclusive)} ran alone on their host ({', '.join(ran_on)}); "
+            f"draining the host's other workers took {drained:.1f} s"
+        )
     lost = report.get("lost_hosts") or []
     if lost:
         hosts = ", ".join(
@@ -284,7 +292,10 @@ def _quiet(report: Mapping[str, Any]) -> bool:
     s = report.get("summary", {})
     if s.get("failed") or s.get("error") or s.get("flaky"):
         return False
-    if s.get("retries") or s.get("budget_used") or report.get("breaker") or report.get("poisoned"):
+    if (
+        s.get("retries") or s.get("budget_used") or report.get("breaker") or report.get("poisoned")
+        or report.get("exclusive")
+    ):
         return False
     if infrastructure_lines(report):
         return False

@@ -85,8 +85,8 @@ CASES = [
      "errno:ECONNRESET"),
     ("OSError", "[Errno 98] Address already in use", E.RESOURCE_UNAVAILABLE, "errno:EADDRINUSE"),
     # message patterns
-    ("AcceleratorError", "CUDA error: an illegal memory access was encountered\nCUDA kernel errors "
-     "might be asynchronously reported", E.HARDWARE_NOT_AVAILABLE, "pattern:cuda-sticky"),
+    ("AcceleratorError", ("CUDA error: an illegal memory access was encountered\nCUDA kernel errors "
+     "might be asynchronously reported"), E.HARDWARE_NOT_AVAILABLE, "pattern:cuda-sticky"),
     ("RuntimeError", "CUDA error: device-side assert triggered", E.HARDWARE_NOT_AVAILABLE,
      "pattern:cuda-sticky"),
     ("CUDARuntimeError", "cudaErrorMisalignedAddress: misaligned address", E.HARDWARE_NOT_AVAILABLE,
