@@ -73,6 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
             # count failures that are going to be retried and stop too early.
             config.option.maxfail = 0
         schedule = sent["schedule"]
+        if schedule:  # faulthandler into this worker's file, a dead predecessor's sent (crash forensics)
+            from .forensics import enable_on_worker
+
+            enable_on_worker(config)
         # under xdist's own scheduler nobody routes: a test whose hardware this worker
         # lacks is skipped (or failed) here, as in a run without xdist
         missing = None if schedule else sent["missing"]

@@ -267,8 +267,10 @@ def crash(
     signal_name: str | None,
     hardware: list[str] | None,
     detail: str = "",
+    forensics: str = "",
 ) -> ErrorRecord:
-    """The record of a worker that died while running ``nodeid``."""
+    """The record of a worker that died while running ``nodeid``; ``forensics``: what the
+    controller learnt of the death (faulthandler's traceback, the last tests, memory)."""
     how = f"killed by {signal_name}" if signal_name else f"exit code {exitcode}"
     if exitcode is None and not signal_name:
         how = "connection lost"
@@ -276,7 +278,7 @@ def crash(
     message = f"worker {worker!r} {ended} while running {nodeid!r} ({how})"
     if detail:
         message += f": {detail}"
-    return {
+    rec: ErrorRecord = {
         "type": typename,
         "qualname": f"pytest_dtf_errors.{typename}",
         "mro": [f"pytest_dtf_errors.{typename}"],
@@ -291,6 +293,9 @@ def crash(
         "exitcode": exitcode,
         "signal": signal_name,
     }
+    if forensics:
+        rec["forensics"] = forensics
+    return rec
 
 
 def from_longrepr(text: str, *, phase: str | None, worker: str | None) -> ErrorRecord:
@@ -461,4 +466,6 @@ def _record_from_wire(data: object, depth: int) -> ErrorRecord:
         record["exitcode"] = _int(get("exitcode"))
     if "signal" in data:
         record["signal"] = _optional_text(get("signal"), MAX_TYPE)
+    if "forensics" in data and top:  # the controller's text on a crash record (crash())
+        record["forensics"] = _text(get("forensics"), 4 * MAX_TRACEBACK)
     return record

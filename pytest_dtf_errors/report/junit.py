@@ -5,6 +5,8 @@ one per test and records the other attempts as Surefire does:
 <flakyFailure>/<flakyError> under a test that passed on a retry,
 <rerunFailure>/<rerunError> beside the <failure>/<error> of a test that
 failed after retries. Jenkins' Flaky Test Handler, Surefire and Gradle read it.
+A crashed attempt's forensics (faulthandler's traceback, the last tests, the
+exit, memory) go in the testcase's <system-err>, after pytest's captured stderr.
 One exception, pytest's own: a test whose last attempt failed in call and then
 errored in teardown keeps a second <testcase> with the teardown's <error>
 (the JUnit schema allows one result per testcase).
@@ -39,6 +41,7 @@ except ImportError:  # pragma: no cover - pytest moved its internals
 INTERIM_TAGS = ("flakyFailure", "flakyError", "rerunFailure", "rerunError")
 FINAL_TAGS = ("failure", "error")
 MAX_MESSAGE = 2_000
+FORENSICS_HEADER = "--- dtf crash forensics ---"  # starts dtf's part of a testcase's <system-err>
 MAX_TRACE = 200_000
 _ILLEGAL_XML = re.compile(
     "[^\u0009\u000a\u000d\u0020-\u007e\u0080-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
@@ -239,6 +242,28 @@ def _annotate(case: ET.Element, rec: TestRecord, dropped: list[ET.Element]) -> N
         tag = kind + ("Failure" if _is_failure(att) else "Error")
         _insert(case, _interim_result(tag, att, donor))
     _set_properties(case, {"dtf_category": _category(rec), "dtf_attempts": str(len(rec.attempts))})
+    _add_forensics(case, rec)
+
+
+def _add_forensics(case: ET.Element, rec: TestRecord) -> None:
+    """The crash forensics of every crashed attempt, after what <system-err> already holds
+    (replaced, not repeated, on a second rewrite)."""
+    texts = [
+        f"attempt {att.attempt} on {att.node}:\n{att.error['forensics']}"
+        for att in rec.attempts
+        if att.error and att.error.get("forensics")
+    ]
+    err = case.find("system-err")
+    before = (err.text or "") if err is not None else ""
+    before = before.split(FORENSICS_HEADER, 1)[0].rstrip("\n")
+    if not texts:
+        if err is not None and err.text != before:  # ours from an earlier rewrite, gone from the ledger
+            err.text = before
+        return
+    if err is None:
+        err = ET.SubElement(case, "system-err")
+    body = xml_text(_clip(f"{FORENSICS_HEADER}\n" + "\n\n".join(texts), MAX_TRACE))
+    err.text = f"{before}\n{body}" if before else body
 
 
 class _Donor:

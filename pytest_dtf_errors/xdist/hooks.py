@@ -75,14 +75,30 @@ class XdistHooks:
         name = node_id(node)
         self.nodes[name] = node
         node.workerinput[dtf_settings.WORKERINPUT_KEY] = self.settings.for_workers()
-        self.book.configured(name, hosts.node_host(node), (node.gateway.spec.env or {}).get("CUDA_VISIBLE_DEVICES"))
+        host = hosts.node_host(node)
+        self.book.configured(name, host, (node.gateway.spec.env or {}).get("CUDA_VISIBLE_DEVICES"))
         if not self.settings.schedule:
             return  # xdist's own scheduler: no link, no heartbeats, nothing of xdist changed
+        # imported only when asked: a run without dtf's scheduler pays nothing for it
+        from .. import forensics
+
+        crash = forensics.controller(self.config)
+        # the worker's faulthandler file, and (remote) the files of the dead it is to send
+        node.workerinput[forensics.WORKERINPUT_KEY] = crash.worker_input(name, host, forensics.local_spec(node.gateway.spec))
         ds = self.dsession
         if not self._events_installed:
             patches.install_event(ds, EVENT, self.links.on_event)
             patches.install_event(ds, TICK, self._on_tick)
             self._events_installed = True
+
+            def received(sender: str, dead: str, text: str) -> None:  # on the loop thread
+                nodeid = crash.received(dead)
+                if nodeid is not None:
+                    body = forensics.fault_traceback(text) if text.strip() else "wrote nothing"
+                    lines = "\n".join(f"    {line}" for line in body.splitlines())
+                    self.attempts.add_forensics(nodeid, dead, f"  faulthandler ({dead}, sent by {sender}):\n{lines}")
+
+            self.links.on_forensics = received
         # xdist's own schedulers (--dist each) must not see the flush item
         why = self.links.open(node, name, patches.event_put(ds), flush=self.config.getvalue("dist") != "each")
         if why is not None:
@@ -248,11 +264,16 @@ class XdistHooks:
     # -- crashes -----------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        from .. import forensics
+
         node = patches.report_node(report)
         name = node_id(node) if node is not None else "?"
         rec = self.book.node(name)
         lost = rec.lost
         exitcode, signame = (None, None) if lost else patches.exit_status(node)
+        local = node is not None and forensics.local_spec(node.gateway.spec)
+        crash = forensics.controller(self.config) if self.settings.schedule else None
+        oom = forensics.oom_verdict(signame, rec.peak_rss_mb, rec.memory, crash.limit() if crash and local else None)
         typename = "WorkerCrash"
         detail = ""
         timing_out, rec.timing_out = rec.timing_out, None
@@ -264,8 +285,23 @@ class XdistHooks:
             typename, detail = records.WORKER_LOST, "the connection to its host broke"
         elif signame in ("SIGSEGV", "SIGBUS", "SIGABRT"):
             typename = "WorkerSegfault"
-        elif signame == "SIGKILL" and self.book.looked_oom(name):
-            typename = "WorkerOOMKilled"
+        elif oom is not None:
+            typename, detail = "WorkerOOMKilled", oom
+        text = ""
+        if crash is not None:  # the files, heartbeats and the ledger's worker facts come with dtf's scheduler
+            text = forensics.describe(
+                crash,
+                (att for test in self.attempts.ledger for att in test.attempts),
+                name,
+                local=local,
+                exitcode=exitcode,
+                signal_name=signame,
+                peak_rss_mb=rec.peak_rss_mb,
+                memory=rec.memory,
+                oom=oom if typename == "WorkerOOMKilled" else None,
+            )
+            if not local and node is not None:
+                crash.await_remote(name, rec.host or hosts.node_host(node), crashitem)
         marks.set_error(report, records.crash(
             crashitem,
             name,
@@ -274,6 +310,7 @@ class XdistHooks:
             signal_name=signame,
             hardware=list(rec.hardware) or None,
             detail=detail,
+            forensics=text,
         ))
 
     @pytest.hookimpl

@@ -1,7 +1,8 @@
 """The DTF link: a second execnet channel to every worker, beside xdist's own.
 
 It carries the workers' hardware tags, test requirements, xdist groups,
-heartbeats and pytest-timeout's last word to the controller, and each retry's
+heartbeats (their RSS makes the worker's peak), a predecessor's faulthandler file
+and pytest-timeout's last word to the controller, and each retry's
 attempt number to the worker. As in xdist's ``workermanage``, execnet's
 receiver thread only puts an event on the DSession queue; ``on_event`` then
 writes the facts into the WorkerBook on the loop thread.
@@ -83,6 +84,8 @@ class Links:
         self.book = book
         self.channels: dict[str, Any] = {}  # worker id -> execnet channel
         self._source: str | None = None
+        # (sender, dead worker, text): a replacement sent its predecessor's faulthandler file
+        self.on_forensics: Callable[[str, str, str], None] | None = None
 
     def open(self, node: WorkerNode, name: str, put: Callable[[Event], None], flush: bool) -> str | None:
         """Open the link to ``node``; None, or why it could not be opened.
@@ -122,6 +125,9 @@ class Links:
             return
         if parsed[0] == "hb":
             rec.memory = parsed[1]
+            rss = parsed[1].get("rss_mb")
+            if rss is not None and (rec.peak_rss_mb is None or rss > rec.peak_rss_mb):
+                rec.peak_rss_mb = rss
         elif parsed[0] == "tags":
             self.book.add_tags(worker, parsed[1])
         elif parsed[0] == "requirements":
@@ -132,6 +138,8 @@ class Links:
             rec.timing_out = parsed[1]["nodeid"]
         elif parsed[0] == "gpus":
             rec.gpu_count = parsed[1]
+        elif parsed[0] == "forensics" and self.on_forensics is not None:
+            self.on_forensics(worker, parsed[1]["worker"], parsed[1]["text"])
 
     def send_attempt(self, name: str, plan: RetryPlan) -> None:
         """Tell the worker which attempt of ``plan.nodeid`` it is about to run."""

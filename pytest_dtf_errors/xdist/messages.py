@@ -1,7 +1,8 @@
 """The DTF link's messages, each with its fields listed once and one to-wire / from-wire pair.
 
 A message is ``(kind, data)``. Workers send ``tags``, ``requirements``,
-``groups``, ``timeout`` (and the heartbeat ``hb``, built by the stdlib-only
+``groups``, ``timeout``, ``forensics`` (a dead predecessor's faulthandler
+file) (and the heartbeat ``hb``, built by the stdlib-only
 ``_worker_link``, which imports nothing of the package); the controller sends
 the link's parameters once and ``attempt`` before each retry. What arrives from a worker
 is untrusted: ``from_wire`` keeps what has the right shape and drops the rest.
@@ -15,9 +16,9 @@ from typing import Literal, TypedDict
 from ..session.workers import Memory, Requirement
 
 __all__ = [
-    "AttemptMeta", "Heartbeat", "LinkParams", "Message", "attempt_from_wire", "attempt_to_wire",
-    "from_wire", "gpus_to_wire", "groups_to_wire", "params_to_wire", "requirements_to_wire", "tags_to_wire",
-    "timeout_to_wire",
+    "AttemptMeta", "Forensics", "Heartbeat", "LinkParams", "Message", "attempt_from_wire", "attempt_to_wire",
+    "forensics_to_wire", "from_wire", "gpus_to_wire", "groups_to_wire", "params_to_wire", "requirements_to_wire",
+    "tags_to_wire", "timeout_to_wire",
 ]
 
 
@@ -50,6 +51,15 @@ class TimedOut(TypedDict):
     timeout: float
 
 
+class Forensics(TypedDict):
+    """Worker -> controller, at start: the faulthandler file a dead worker left on this host."""
+
+    worker: str  # the dead worker's id
+    text: str
+
+
+MAX_FORENSICS = 64_000  # characters of a predecessor's file the controller keeps
+
 Message = (
     tuple[Literal["hb"], Heartbeat]
     | tuple[Literal["tags"], list[str]]
@@ -57,6 +67,7 @@ Message = (
     | tuple[Literal["groups"], dict[str, str]]
     | tuple[Literal["timeout"], TimedOut]
     | tuple[Literal["gpus"], int]
+    | tuple[Literal["forensics"], Forensics]
 )
 
 
@@ -95,6 +106,10 @@ def gpus_to_wire(count: int) -> tuple[Literal["gpus"], int]:
 
 def timeout_to_wire(nodeid: str, timeout: float) -> tuple[Literal["timeout"], TimedOut]:
     return "timeout", {"nodeid": nodeid, "timeout": timeout}
+
+
+def forensics_to_wire(worker: str, text: str) -> tuple[Literal["forensics"], Forensics]:
+    return "forensics", {"worker": worker, "text": text}
 
 
 # -- from the wire (untrusted) --------------------------------------------------------
@@ -150,6 +165,13 @@ def from_wire(message: object) -> Message | None:
     if kind == "gpus":
         count = _number(data)
         return ("gpus", int(count)) if count is not None and 0 <= count < 1_000_000 else None
+    if kind == "forensics" and isinstance(data, dict):
+        text = data.get("text")
+        left: Forensics = {
+            "worker": str(data.get("worker"))[:200],
+            "text": text[:MAX_FORENSICS] if isinstance(text, str) else "",
+        }
+        return "forensics", left
     if kind == "timeout" and isinstance(data, dict):
         timed_out: TimedOut = {"nodeid": str(data.get("nodeid")), "timeout": _number(data.get("timeout")) or 0.0}
         return "timeout", timed_out
