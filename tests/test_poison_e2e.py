@@ -130,6 +130,17 @@ def test_a_culprit_that_always_faults_is_confirmed_on_a_fresh_worker_and_its_vic
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] == 1 and outcomes.get("victim") == len(victims)
     assert result.ret == 1
+    # JUnit properties name culprit and victims
+    import xml.etree.ElementTree as ET
+
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "j.xml").getroot().iter("testcase")}
+    props = {name: {p.get("name"): p.get("value") for p in case.iter("property")} for name, case in cases.items()}
+    assert props["test_0_culprit"]["dtf_poison_role"] == "culprit"
+    assert props["test_1_victim"]["dtf_poison_role"] == "victim"
+    assert props["test_1_victim"]["dtf_culprit"] == "test_gpu.py::test_0_culprit"
+    assert props["test_1_victim"]["dtf_poison_worker"] == first
+    assert props["test_1_victim"]["dtf_poison_signature"] == "illegal memory access"
+    assert "dtf_poison_role" not in props["test_cpu[0]"]
 
 
 def test_a_culprit_that_faults_once_is_flaky(pytester: pytest.Pytester) -> None:

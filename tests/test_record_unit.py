@@ -174,7 +174,7 @@ def test_members_that_fail_the_test_are_recorded_wherever_they_stand_in_a_group(
 def test_the_fields_are_listed_once_in_the_typed_record():
     assert record.RECORD_FIELDS == tuple(
         k for k in record.ErrorRecord.__annotations__ if k in record.ErrorRecord.__required_keys__)
-    assert {"relation", "exitcode", "signal", "teardown_error"} == record.ErrorRecord.__optional_keys__
+    assert {"relation", "exitcode", "signal", "teardown_error", "forensics"} == record.ErrorRecord.__optional_keys__
 
 
 @settings(max_examples=200, deadline=None)

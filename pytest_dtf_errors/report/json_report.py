@@ -29,7 +29,7 @@ def build_report(
     ledger: Ledger, patterns: list[dict[str, Any]], *, run_info: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Return the JSON-ready report of one session (the contract in schema.json)."""
-    roles = _poison_roles(ledger)
+    roles = poison_roles(ledger)
     tests = [_test_dict(rec, roles.get(rec.nodeid)) for rec in ledger]
     end = ledger.finished if ledger.finished is not None else time.time()
     nodes = [_jsonable(n.to_dict()) for n in ledger.nodes.values()]
@@ -54,7 +54,7 @@ def build_report(
     }
 
 
-def _poison_roles(ledger: Ledger) -> dict[str, dict[str, Any]]:
+def poison_roles(ledger: Ledger) -> dict[str, dict[str, Any]]:
     """nodeid -> its part in a poisoning: the culprit of one, or a victim."""
     roles: dict[str, dict[str, Any]] = {}
     for p in ledger.poisonings:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..ledger import Attempt, Ledger, TestRecord
-from .json_report import final_outcome, write_bytes_atomic
+from .json_report import final_outcome, poison_roles, write_bytes_atomic
 
 _bin_xml_escape: Callable[[object], str] | None
 try:  # the exact rules pytest used to name the testcase
@@ -90,9 +90,10 @@ def rewrite(path: str | os.PathLike[str], ledger: Ledger, *, prefix: str | None 
             if key in by_key:
                 found.setdefault(key, []).append((suite, case))
 
+    roles = poison_roles(ledger) if ledger.poisonings else {}
     for key, entries in found.items():
         if len(by_key[key]) == 1:
-            _merge(entries, by_key[key][0])
+            _merge(entries, by_key[key][0], roles.get(by_key[key][0].nodeid))
         else:  # two nodeids, one name: which testcase is whose is unknown
             _rebuild(entries, by_key[key], key)
 
@@ -104,8 +105,11 @@ def rewrite(path: str | os.PathLike[str], ledger: Ledger, *, prefix: str | None 
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def _merge(entries: list[tuple[ET.Element, ET.Element]], rec: TestRecord) -> None:
-    """One test's testcases (one per attempt) become one, telling every attempt."""
+def _merge(
+    entries: list[tuple[ET.Element, ET.Element]], rec: TestRecord, poison: dict[str, Any] | None = None
+) -> None:
+    """One test's testcases (one per attempt) become one, telling every attempt; a poisoned
+    worker's culprit or victim says so in dtf_poison_* properties."""
     outcome = final_outcome(rec)[0]
     last = rec.failed_attempts[-1] if rec.failed_attempts else None
     keep = _choose(entries, outcome, last)
@@ -121,6 +125,13 @@ def _merge(entries: list[tuple[ET.Element, ET.Element]], rec: TestRecord) -> Non
             suite.remove(case)
     if rec.attempts and (rec.failed_attempts or len(rec.attempts) > 1):
         _annotate(keep, rec, dropped)
+    if poison is not None:
+        _set_properties(keep, {
+            "dtf_poison_role": str(poison["role"]),
+            "dtf_poison_worker": str(poison["worker"]),
+            "dtf_poison_signature": str(poison["signature"]),
+            "dtf_culprit": str(poison["culprit"]),
+        })
     if teardown is not None and companion is None:
         suite = next(s for s, c in entries if c is keep)
         suite.insert(list(suite).index(keep) + 1, _teardown_case(keep, teardown))

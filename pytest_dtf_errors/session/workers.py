@@ -231,11 +231,3 @@ class WorkerBook:
             for name, rec in self.nodes.items()
             if rec.last_seen is not None and not rec.lost and now - rec.last_seen > timeout
         ]
-
-    def looked_oom(self, name: str) -> bool:
-        """A SIGKILL looks like the OOM killer when memory was nearly gone at the last beat."""
-        mem = self.node(name).memory
-        total, avail, rss = mem.get("MemTotal"), mem.get("MemAvailable"), mem.get("rss_mb")
-        if not total:
-            return False
-        return (avail is not None and avail < 0.05 * total) or (rss is not None and rss > 0.5 * total)
