@@ -60,8 +60,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "hardware(*tags, fallback=None): run only on a worker with any of these hardware "
-        "tags (e.g. \"cuda\"); fallback names what a retry may use when none is left",
+        "hardware(*tags, fallback=None, gpus=None, exclusive=False): run only on a worker with "
+        "any of these hardware tags (e.g. \"cuda\") and at least gpus GPUs, alone on its host if "
+        "exclusive; fallback names what a retry may use when none is left",
     )
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
