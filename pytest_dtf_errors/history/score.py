@@ -200,11 +200,13 @@ def annotate_failure(
 ) -> tuple[Annotation, ...]:
     """What the history (as read at the start of this run) says about a test that failed now.
 
-    - ``new_failure``: its last ``new_after`` counted runs (or all of them, if
-      fewer, at least one) passed at the first attempt;
     - ``known_flaky``: its score is at least ``flaky_threshold`` after at
       least ``min_runs`` counted runs; the text gives the score and "failed K
-      of its last M runs" (a flaky run counts as one that failed);
+      of its last M runs" (over the last ``window``; a flaky run counts as
+      one that failed);
+    - ``new_failure`` (only when not known flaky): its last ``new_after``
+      counted runs (or all of them, if fewer, at least one) passed at the
+      first attempt;
     - ``failing_since``: its last run failed too; names the run (label, else
       run id) that began the streak.
 
@@ -215,17 +217,17 @@ def annotate_failure(
     out: list[Annotation] = []
     counted = [c for c in agg.recent if c != "S"]
     last = counted[-new_after:] if new_after > 0 else []
-    if last and all(c == "P" for c in last):
-        out.append(Annotation(
-            "new_failure", "new failure: passed its last run" if len(last) == 1
-            else f"new failure: passed its last {len(last)} runs",
-        ))
     failed, of = failed_of_recent(agg, window)
     if of >= min_runs and agg.score >= flaky_threshold:
         out.append(Annotation(
             "known_flaky",
             f"known flaky (score {agg.score:.2f}): failed {failed} of its last {_runs(of)}",
             score=agg.score, failed=failed, of=of,
+        ))
+    elif last and all(c == "P" for c in last):
+        out.append(Annotation(
+            "new_failure", "new failure: passed its last run" if len(last) == 1
+            else f"new failure: passed its last {len(last)} runs",
         ))
     if agg.last_status == "fail" and agg.fail_since_run_id is not None:
         since = agg.fail_since_label or agg.fail_since_run_id
