@@ -19,6 +19,7 @@ from pytest_dtf_errors.history import (
     RunRecord,
     SQLiteHistory,
     TestResult,
+    fold,
     fresh_path_beside,
     open_history,
     score_of_outcomes,
@@ -78,10 +79,8 @@ def test_migrates_a_version_1_file_and_keeps_its_runs(path: Path) -> None:
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("INSERT INTO runs VALUES ('old', 100.0, 'v1', 'test', 100.0)")
     conn.execute("INSERT INTO results VALUES ('t.py::a', 'old', 'passed', 0.1, 1)")
-    conn.execute(
-        "INSERT INTO tests VALUES ('t.py::a', 1, 1, 0, 0, 0, 0, 0.0, 1.0, 0.0, 'pass', "
-        "'passed', 'old', 100.0, 'v1', NULL, NULL, NULL, NULL, NULL, NULL, 0, 'P', 0.1)"
-    )
+    agg = fold(None, "t.py::a", "passed", run_id="old", start=100.0, label="v1", duration=0.1)
+    conn.execute("INSERT INTO tests VALUES ('t.py::a', 0.0, 0.1, ?)", (agg.to_state(),))
     conn.close()
     store = SQLiteHistory.open(path)
     assert store.schema_version() == SCHEMA_VERSION

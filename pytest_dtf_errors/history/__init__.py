@@ -24,7 +24,14 @@ from .store import (
     open_history,
     write_with_fallback,
 )
-from .values import AttemptRecord, QuarantineEvent, RunRecord, TestAggregate, TestResult
+from .values import (
+    AttemptRecord,
+    QuarantineEvent,
+    RunRecord,
+    TestAggregate,
+    TestIndex,
+    TestResult,
+)
 
 __all__ = [
     "DECAY",
@@ -42,6 +49,7 @@ __all__ = [
     "RunRecord",
     "SQLiteHistory",
     "TestAggregate",
+    "TestIndex",
     "TestResult",
     "annotate_failure",
     "concentration",

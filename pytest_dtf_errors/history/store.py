@@ -20,12 +20,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, final
 
 from .score import fold
-from .values import AttemptRecord, RunRecord, TestAggregate
+from .values import AttemptRecord, RunRecord, TestAggregate, TestIndex
 
 __all__ = [
     "APPLICATION_ID",
@@ -145,8 +145,8 @@ class HistoryStore(Protocol):
     def write_run(self, run: RunRecord) -> bool:
         """Write one run in one transaction; False (and nothing written) if its id is known."""
 
-    def read_tests(self) -> dict[str, TestAggregate]:
-        """Every test's aggregate, by nodeid, in one query."""
+    def read_tests(self) -> Mapping[str, TestAggregate]:
+        """Every test's aggregate, by nodeid, in one query (``TestIndex`` for SQLite)."""
 
     def runs_of(self, nodeid: str, limit: int = 50) -> list[PastRun]:
         """The test's last ``limit`` runs, oldest first."""
@@ -196,14 +196,8 @@ def _v1(conn: sqlite3.Connection) -> None:
             hardware TEXT, duration REAL NOT NULL, message TEXT,
             PRIMARY KEY (nodeid, run_id, attempt)) WITHOUT ROWID;
         CREATE TABLE tests (
-            nodeid TEXT PRIMARY KEY, runs INTEGER NOT NULL, passed INTEGER NOT NULL,
-            failed INTEGER NOT NULL, flaky INTEGER NOT NULL, skipped INTEGER NOT NULL,
-            errors INTEGER NOT NULL, flip_weight REAL NOT NULL, weight REAL NOT NULL,
-            score REAL NOT NULL, last_status TEXT, last_outcome TEXT, last_run_id TEXT,
-            last_start REAL, last_label TEXT, last_failure_run_id TEXT,
-            last_failure_start REAL, last_failure_label TEXT, fail_since_run_id TEXT,
-            fail_since_start REAL, fail_since_label TEXT, fail_streak INTEGER NOT NULL,
-            recent TEXT NOT NULL, duration_mean REAL NOT NULL);
+            nodeid TEXT PRIMARY KEY, score REAL NOT NULL, duration REAL NOT NULL,
+            state TEXT NOT NULL);
     """)
 
 
@@ -224,11 +218,14 @@ def _v2(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_TEST_COLUMNS = ", ".join(TestAggregate.FIELDS)
-_TEST_INSERT = (
-    f"INSERT OR REPLACE INTO tests ({_TEST_COLUMNS}) "
-    f"VALUES ({', '.join('?' * len(TestAggregate.FIELDS))})"
-)
+# score and duration have columns of their own (top's index, and every test's at start);
+# the rest is packed in one (each column read costs at start: BENCHMARKS.md)
+_TEST_COLUMNS = "nodeid, score, duration, state"
+_TEST_INSERT = "INSERT OR REPLACE INTO tests (nodeid, score, duration, state) VALUES (?, ?, ?, ?)"
+
+
+def _test_row(agg: TestAggregate) -> tuple[str, float, float, str]:
+    return (agg.nodeid, agg.score, agg.duration_mean, agg.to_state())
 _FAILED = ("failed", "error")
 
 
@@ -272,12 +269,12 @@ class SQLiteHistory:
     def run_count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM runs").fetchone()[0])
 
-    def read_tests(self) -> dict[str, TestAggregate]:
+    def read_tests(self) -> TestIndex:
         try:
             rows = self._conn.execute(f"SELECT {_TEST_COLUMNS} FROM tests").fetchall()
         except sqlite3.Error as exc:
             raise _unusable(self.path, exc) from None
-        return {row[0]: TestAggregate(*row) for row in rows}
+        return TestIndex({row[0]: row for row in rows})
 
     def write_run(self, run: RunRecord) -> bool:
         try:
@@ -321,17 +318,17 @@ class SQLiteHistory:
             [(q.nodeid, q.decision, q.reason, run.run_id, run.start) for q in run.quarantine],
         )
         current = self._aggregates(tests)
-        updated: list[tuple[object, ...]] = []
+        updated: list[tuple[str, float, float, str]] = []
         older: list[str] = []
         for t in tests.values():
             agg = current.get(t.nodeid)
             if agg is not None and agg.last_start is not None and agg.last_start > run.start:
                 older.append(t.nodeid)  # a run older than the test's latest: fold it all again
                 continue
-            updated.append(fold(
+            updated.append(_test_row(fold(
                 agg, t.nodeid, t.outcome, run_id=run.run_id, start=run.start, label=run.label,
                 duration=t.duration,
-            ).as_row())
+            )))
         c.executemany(_TEST_INSERT, updated)
         self._refold(older)
         c.execute("COMMIT")
@@ -346,7 +343,7 @@ class SQLiteHistory:
                 f"SELECT {_TEST_COLUMNS} FROM tests WHERE nodeid IN "
                 f"({', '.join('?' * len(chunk))})", chunk,
             )
-            out.update((row[0], TestAggregate(*row)) for row in rows)
+            out.update((row[0], TestAggregate.from_state(row[0], row[3])) for row in rows)
         return out
 
     def _refold(self, nodeids: Iterable[str]) -> None:
@@ -363,7 +360,7 @@ class SQLiteHistory:
             if agg is None:
                 self._conn.execute("DELETE FROM tests WHERE nodeid = ?", (nodeid,))
             else:
-                self._conn.execute(_TEST_INSERT, agg.as_row())
+                self._conn.execute(_TEST_INSERT, _test_row(agg))
 
     def rebuild_aggregates(self) -> int:
         """Fold every test's aggregate again from its results; the number of tests."""
@@ -461,7 +458,7 @@ class SQLiteHistory:
             f"SELECT {_TEST_COLUMNS} FROM tests WHERE score > 0 "
             "ORDER BY score DESC, runs DESC, nodeid LIMIT ?", (n,),
         )
-        return [TestAggregate(*row) for row in rows]
+        return [TestAggregate.from_state(row[0], row[3]) for row in rows]
 
 
 def _most(counts: dict[str, int]) -> tuple[str, int]:

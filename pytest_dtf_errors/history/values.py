@@ -10,6 +10,8 @@ per-test row the store keeps up to date at write time and returns from
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Mapping
 from typing import final
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "QuarantineEvent",
     "RunRecord",
     "TestAggregate",
+    "TestIndex",
     "TestResult",
 ]
 
@@ -226,8 +229,61 @@ class TestAggregate:
         return new
 
     def as_row(self) -> tuple[object, ...]:
-        """The values in ``FIELDS`` order (the store's column order)."""
+        """The values in ``FIELDS`` order (``__init__``'s)."""
         return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def to_state(self) -> str:
+        """Every field but the nodeid, packed as the store's ``tests.state`` (a JSON array)."""
+        return json.dumps(self.as_row()[1:], separators=(",", ":"))
+
+    @classmethod
+    def from_state(cls, nodeid: str, state: str) -> TestAggregate:
+        """The aggregate ``to_state`` packed; ValueError if the text is not one."""
+        values = json.loads(state)
+        if not isinstance(values, list) or len(values) != len(cls.FIELDS) - 1:
+            raise ValueError(f"not an aggregate of {nodeid}")
+        return cls(nodeid, *values)
 
     def __repr__(self) -> str:
         return f"<TestAggregate {self.nodeid} runs={self.runs} score={self.score:.3f}>"
+
+
+@final
+class TestIndex(Mapping[str, TestAggregate]):
+    """Every test's aggregate by nodeid, as ``read_tests()`` returns it.
+
+    A test's ``TestAggregate`` is unpacked when first asked for; its score and
+    mean duration are at hand for every test without that (``score``,
+    ``duration``), as is whether the history knows a nodeid at all (``in``).
+    """
+
+    __slots__ = ("_aggs", "_rows")
+
+    def __init__(self, rows: dict[str, tuple[str, float, float, str]]) -> None:
+        # nodeid -> (nodeid, score, mean duration, packed state)
+        self._rows = rows
+        self._aggs: dict[str, TestAggregate] = {}
+
+    def __getitem__(self, nodeid: str) -> TestAggregate:
+        agg = self._aggs.get(nodeid)
+        if agg is None:
+            row = self._rows[nodeid]
+            agg = self._aggs[nodeid] = TestAggregate.from_state(nodeid, row[3])
+        return agg
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, nodeid: object) -> bool:
+        return nodeid in self._rows
+
+    def score(self, nodeid: str) -> float:
+        """The test's flakiness score; KeyError for a test the history has not seen."""
+        return self._rows[nodeid][1]
+
+    def duration(self, nodeid: str) -> float:
+        """The test's mean duration (seconds, over its runs not skipped); KeyError if unseen."""
+        return self._rows[nodeid][2]
