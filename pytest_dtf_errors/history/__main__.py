@@ -108,7 +108,7 @@ def _top(store: SQLiteHistory, n: int) -> int:
         failed, of = failed_of_recent(agg, 100)
         last = _when(agg.last_failure_start)
         if agg.last_failure_start is not None:
-            last += f" ({agg.last_failure_label or agg.last_failure_run_id})"
+            last += f" ({(agg.last_failure_label or agg.last_failure_run_id or '')[:12]})"
         stats = store.failure_stats(agg.nodeid)
         category = "-"
         if stats.category is not None:
@@ -123,7 +123,7 @@ def _top(store: SQLiteHistory, n: int) -> int:
         if where is None:
             where, kind = concentration(stats.workers, stats.ran_workers), "worker"
         if where is not None:
-            print(f"    fails on {kind} {where[0]} ({where[1]} of {where[2]} failed attempts)")
+            print(f"    fails on {kind} {where[0]} ({where[1]} of {where[2]} failed first attempts)")
     return 0
 
 

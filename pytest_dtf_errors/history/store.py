@@ -91,8 +91,10 @@ class FailureStats:
 
     ``failures`` counts failed attempts (failed or error); ``category`` and
     ``fingerprint`` (with its ``template``) are the most frequent among them,
-    with their counts; ``workers`` / ``hosts`` map each to its failed
-    attempts, ``ran_workers`` / ``ran_hosts`` to all its attempts.
+    with their counts; ``workers`` / ``hosts`` map each to its failed first
+    attempts, ``ran_workers`` / ``ran_hosts`` to all its first attempts (a
+    retry is sent away from where it failed, so retries would make any
+    failure look concentrated).
     """
 
     __slots__ = (
@@ -156,6 +158,9 @@ class HistoryStore(Protocol):
 
     def read_quarantine(self) -> dict[str, QuarantineState]:
         """Each test's latest quarantine decision or release, by nodeid."""
+
+    def top(self, n: int = 20) -> list[TestAggregate]:
+        """The ``n`` tests with the highest score above 0, highest first."""
 
     def run_count(self) -> int:
         """How many runs the history holds."""
@@ -251,7 +256,7 @@ class SQLiteHistory:
             raise HistoryUnusable(p, f"cannot open: {exc}") from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            _prepare(conn, p)
+            _prepare_waiting(conn, p, time.monotonic() + busy_timeout)
         except sqlite3.Error as exc:
             conn.close()
             raise _unusable(p, exc) from None
@@ -402,25 +407,26 @@ class SQLiteHistory:
         stats = FailureStats()
         categories: dict[str, int] = {}
         fingerprints: dict[str, int] = {}
-        for outcome, category, fingerprint, worker, host in self._conn.execute(
-            "SELECT outcome, category, fingerprint, worker, host FROM attempts WHERE nodeid = ?",
-            (nodeid,),
+        for attempt, outcome, category, fingerprint, worker, host in self._conn.execute(
+            "SELECT attempt, outcome, category, fingerprint, worker, host FROM attempts "
+            "WHERE nodeid = ?", (nodeid,),
         ):
-            if worker is not None:
-                stats.ran_workers[worker] = stats.ran_workers.get(worker, 0) + 1
-            if host is not None:
-                stats.ran_hosts[host] = stats.ran_hosts.get(host, 0) + 1
-            if outcome not in _FAILED:
+            failed = outcome in _FAILED
+            if failed:
+                stats.failures += 1
+                if category is not None:
+                    categories[category] = categories.get(category, 0) + 1
+                if fingerprint is not None:
+                    fingerprints[fingerprint] = fingerprints.get(fingerprint, 0) + 1
+            if attempt != 1:  # a retry is placed away from where it failed: not a fair sample
                 continue
-            stats.failures += 1
-            if category is not None:
-                categories[category] = categories.get(category, 0) + 1
-            if fingerprint is not None:
-                fingerprints[fingerprint] = fingerprints.get(fingerprint, 0) + 1
-            if worker is not None:
-                stats.workers[worker] = stats.workers.get(worker, 0) + 1
-            if host is not None:
-                stats.hosts[host] = stats.hosts.get(host, 0) + 1
+            for place, ran, failures in (
+                (worker, stats.ran_workers, stats.workers), (host, stats.ran_hosts, stats.hosts),
+            ):
+                if place is not None:
+                    ran[place] = ran.get(place, 0) + 1
+                    if failed:
+                        failures[place] = failures.get(place, 0) + 1
         if categories:
             stats.category, stats.category_count = _most(categories)
         if fingerprints:
@@ -456,7 +462,7 @@ class SQLiteHistory:
         """The ``n`` tests with the highest score above 0, highest first (the score index)."""
         rows = self._conn.execute(
             f"SELECT {_TEST_COLUMNS} FROM tests WHERE score > 0 "
-            "ORDER BY score DESC, runs DESC, nodeid LIMIT ?", (n,),
+            "ORDER BY score DESC, nodeid LIMIT ?", (n,),
         )
         return [TestAggregate.from_state(row[0], row[3]) for row in rows]
 
@@ -481,6 +487,29 @@ def _check_header(p: Path) -> None:
         raise HistoryUnusable(p, f"cannot read: {exc}") from None
     if head and head != _SQLITE_MAGIC:
         raise HistoryUnusable(p, "not an SQLite file (corrupt, or some other file)")
+
+
+def _prepare_waiting(conn: sqlite3.Connection, p: Path, deadline: float) -> None:
+    """``_prepare``, again while another process holds the file, until the deadline.
+
+    Switching to WAL (and reading a schema another process is creating) can
+    fail at once with "database is locked", without waiting for the busy timeout.
+    """
+    pause = 0.005
+    while True:
+        try:
+            _prepare(conn, p)
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def _prepare(conn: sqlite3.Connection, p: Path) -> None:
@@ -534,7 +563,7 @@ def _is_current(conn: sqlite3.Connection, p: Path) -> bool:
 
 def _unusable(p: Path, exc: sqlite3.Error) -> HistoryUnusable:
     text = str(exc)
-    if "locked" in text or "busy" in text:
+    if _is_locked(exc):
         return HistoryUnusable(p, f"locked by another process ({text})")
     if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
         return HistoryUnusable(p, f"corrupt ({text})")
