@@ -193,15 +193,26 @@ def test_a_corrupt_history_is_a_message(tmp_path: Path,
         "(corrupt, or some other file)"
 
 
-def test_the_conftest_runner_is_the_one_used(pytester: pytest.Pytester) -> None:
-    # the plugin's e2e helper and this module's sessions run the same way (a sanity check
-    # that a pytester session of the suite gives the flaky outcome the reports rely on)
+def test_pytester_sessions_twice_then_ingest(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str],
+) -> None:
     pytester.makepyfile(test_suite=SUITE)
     pytester.makepyprojecttoml(POLICY)
-    result = run(pytester, "-n", "2", "--dtf-retry", "--dtf-report=r.json")
-    data = json.loads((pytester.path / "r.json").read_text())
-    assert {t["nodeid"]: t["outcome"] for t in data["tests"]}[FLAKY] == "flaky"
-    assert result.ret == 1
+    for i in (1, 2):
+        result = run(pytester, "-n", "2", "--dtf-retry", f"--dtf-report=r{i}.json")
+        assert result.ret == 1
+        counts = result.parseoutcomes()
+        assert {k: counts.get(k) for k in ("passed", "failed", "skipped", "flaky")} == {
+            "passed": 1, "failed": 1, "skipped": 1, "flaky": 1}
+    reports = [str(pytester.path / f"r{i}.json") for i in (1, 2)]
+    history = str(pytester.path / "h.sqlite")
+    rc, out, _ = cli(capsys, "ingest", "--history", history, *reports)
+    assert rc == 0 and out.splitlines()[-1].endswith(": 2 runs")
+    rc, out, _ = cli(capsys, "ingest", "--history", history, *reports)
+    assert rc == 0 and out.splitlines()[-1].endswith(": 2 runs")
+    assert out.count("already in the history") == 2
+    rc, out, _ = cli(capsys, "top", "--history", history)
+    assert rc == 0 and FLAKY in out
 
 
 def test_top_names_the_host_where_failures_concentrate(
