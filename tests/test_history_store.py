@@ -298,3 +298,19 @@ def test_two_concurrent_writers_both_succeed(path: Path) -> None:
         for x, y in zip(after[k], row):
             assert x == (pytest.approx(y) if isinstance(y, float) else y)
     store.close()
+
+
+def test_read_tests_index(path: Path) -> None:
+    store = SQLiteHistory.open(path)
+    store.write_run(make_run("r1", 1.0, {"a": "flaky", "b": "passed", "c": "skipped"}))
+    store.write_run(make_run("r2", 2.0, {"a": "passed", "b": "passed"}))
+    tests = store.read_tests()
+    assert len(tests) == 3 and set(tests) == {"a", "b", "c"}
+    assert "a" in tests and "zzz" not in tests and tests.get("zzz") is None
+    assert tests.score("a") == pytest.approx(score_of_outcomes(["flaky", "passed"]))
+    assert tests.score("a") == tests["a"].score and tests["a"] is tests["a"]
+    assert tests.duration("b") == pytest.approx(0.1) and tests.duration("c") == 0.0
+    with pytest.raises(KeyError):
+        tests.score("zzz")
+    assert [t.nodeid for t in store.top()] == ["a"]
+    store.close()
