@@ -313,4 +313,10 @@ def test_read_tests_index(path: Path) -> None:
     with pytest.raises(KeyError):
         tests.score("zzz")
     assert [t.nodeid for t in store.top()] == ["a"]
+    assert store.aggregate("zzz") is None
+    b = store.aggregate("b")
+    assert b is not None and b.recent == "PP"
+    store.forget("b")  # after the index was read: no aggregate to load
+    with pytest.raises(KeyError):
+        tests["b"]
     store.close()

@@ -128,7 +128,7 @@ def _top(store: SQLiteHistory, n: int) -> int:
 
 
 def _show(store: SQLiteHistory, nodeid: str, n: int) -> int:
-    agg = store.read_tests().get(nodeid)
+    agg = store.aggregate(nodeid)
     if agg is None:
         print(f"{nodeid} is not in the history {store.path}", file=sys.stderr)
         return 2

@@ -150,6 +150,9 @@ class HistoryStore(Protocol):
     def read_tests(self) -> Mapping[str, TestAggregate]:
         """Every test's aggregate, by nodeid, in one query (``TestIndex`` for SQLite)."""
 
+    def aggregate(self, nodeid: str) -> TestAggregate | None:
+        """One test's aggregate, or None if the history has not seen it."""
+
     def runs_of(self, nodeid: str, limit: int = 50) -> list[PastRun]:
         """The test's last ``limit`` runs, oldest first."""
 
@@ -223,8 +226,8 @@ def _v2(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# score and duration have columns of their own (top's index, and every test's at start);
-# the rest is packed in one (each column read costs at start: BENCHMARKS.md)
+# score and duration have columns of their own (top's index; read_tests reads only them
+# and the nodeid at start); the rest is packed in one, read per test when asked for
 _TEST_COLUMNS = "nodeid, score, duration, state"
 _TEST_INSERT = "INSERT OR REPLACE INTO tests (nodeid, score, duration, state) VALUES (?, ?, ?, ?)"
 
@@ -276,10 +279,19 @@ class SQLiteHistory:
 
     def read_tests(self) -> TestIndex:
         try:
-            rows = self._conn.execute(f"SELECT {_TEST_COLUMNS} FROM tests").fetchall()
+            rows = self._conn.execute("SELECT nodeid, score, duration FROM tests").fetchall()
         except sqlite3.Error as exc:
             raise _unusable(self.path, exc) from None
-        return TestIndex({row[0]: row for row in rows})
+        return TestIndex({row[0]: row for row in rows}, self.aggregate)
+
+    def aggregate(self, nodeid: str) -> TestAggregate | None:
+        """The test's full aggregate, or None if the history has not seen it."""
+        try:
+            row = self._conn.execute(
+                "SELECT state FROM tests WHERE nodeid = ?", (nodeid,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _unusable(self.path, exc) from None
+        return None if row is None else TestAggregate.from_state(nodeid, row[0])
 
     def write_run(self, run: RunRecord) -> bool:
         try:

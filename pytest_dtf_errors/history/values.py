@@ -11,7 +11,7 @@ per-test row the store keeps up to date at write time and returns from
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from operator import attrgetter
 from typing import Any, final
 
@@ -252,26 +252,36 @@ _ROW = attrgetter(*TestAggregate.FIELDS)
 
 @final
 class TestIndex(Mapping[str, TestAggregate]):
-    """Every test's aggregate by nodeid, as ``read_tests()`` returns it.
+    """Every test the history knows, by nodeid, as ``read_tests()`` returns it.
 
-    A test's ``TestAggregate`` is unpacked when first asked for; its score and
-    mean duration are at hand for every test without that (``score``,
-    ``duration``), as is whether the history knows a nodeid at all (``in``).
+    Whether a nodeid is known (``in``), and each test's score and mean
+    duration (``score``, ``duration``), come from the one query at start. A
+    test's full ``TestAggregate`` (for its annotations) is loaded from the
+    store when first asked for, so the store must still be open then.
     """
 
     __test__ = False
-    __slots__ = ("_aggs", "_rows")
+    __slots__ = ("_aggs", "_load", "_rows")
 
-    def __init__(self, rows: dict[str, tuple[str, float, float, str]]) -> None:
-        # nodeid -> (nodeid, score, mean duration, packed state)
+    def __init__(
+        self,
+        rows: dict[str, tuple[str, float, float]],
+        load: Callable[[str], TestAggregate | None],
+    ) -> None:
+        # nodeid -> (nodeid, score, mean duration)
         self._rows = rows
+        self._load = load
         self._aggs: dict[str, TestAggregate] = {}
 
     def __getitem__(self, nodeid: str) -> TestAggregate:
         agg = self._aggs.get(nodeid)
         if agg is None:
-            row = self._rows[nodeid]
-            agg = self._aggs[nodeid] = TestAggregate.from_state(nodeid, row[3])
+            if nodeid not in self._rows:
+                raise KeyError(nodeid)
+            loaded = self._load(nodeid)
+            if loaded is None:  # forgotten since the index was read
+                raise KeyError(nodeid)
+            agg = self._aggs[nodeid] = loaded
         return agg
 
     def __iter__(self) -> Iterator[str]:
