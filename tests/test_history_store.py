@@ -320,3 +320,11 @@ def test_read_tests_index(path: Path) -> None:
     with pytest.raises(KeyError):
         tests["b"]
     store.close()
+
+
+def test_a_path_that_cannot_be_a_file(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    with pytest.raises(HistoryUnusable, match="cannot (open|read)"):
+        SQLiteHistory.open(tmp_path / "blocker" / "history.sqlite")
+    with pytest.raises(HistoryUnusable, match="cannot read"):
+        SQLiteHistory.open(tmp_path)  # a directory

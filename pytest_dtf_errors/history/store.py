@@ -252,10 +252,10 @@ class SQLiteHistory:
         """Open (creating or migrating) the history at ``path``; HistoryUnusable if it can't."""
         p = Path(path)
         _check_header(p)
-        p.parent.mkdir(parents=True, exist_ok=True)
         try:
+            p.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(p, timeout=busy_timeout, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise HistoryUnusable(p, f"cannot open: {exc}") from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
