@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_dtf_errors.history import (
     SCHEMA_VERSION,
@@ -328,3 +331,33 @@ def test_a_path_that_cannot_be_a_file(tmp_path: Path) -> None:
         SQLiteHistory.open(tmp_path / "blocker" / "history.sqlite")
     with pytest.raises(HistoryUnusable, match="cannot read"):
         SQLiteHistory.open(tmp_path)  # a directory
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                                st.sampled_from(["passed", "flaky", "failed", "error", "skipped"]),
+                                min_size=1), min_size=1, max_size=8),
+       st.randoms(use_true_random=False))
+@settings(max_examples=40, deadline=None)
+def test_runs_written_in_any_order_give_the_aggregates_of_start_order(
+    runs: list[dict[str, str]], rnd: Any,
+) -> None:
+    records = [make_run(f"r{i}", 100.0 + i, outcomes, label=f"c{i}")
+               for i, outcomes in enumerate(runs)]
+    shuffled = list(records)
+    rnd.shuffle(shuffled)
+    with tempfile.TemporaryDirectory() as d:
+        in_order = SQLiteHistory.open(Path(d) / "a.sqlite")
+        any_order = SQLiteHistory.open(Path(d) / "b.sqlite")
+        for r in records:
+            in_order.write_run(r)
+        for r in shuffled:
+            any_order.write_run(r)
+        expected, got = in_order.read_tests(), any_order.read_tests()
+        assert set(got) == set(expected)
+        for nodeid in expected:
+            for x, y in zip(got[nodeid].as_row(), expected[nodeid].as_row()):
+                assert x == (pytest.approx(y) if isinstance(y, float) else y)
+            outcomes = [r[nodeid] for r in runs if nodeid in r]
+            assert got[nodeid].score == pytest.approx(score_of_outcomes(outcomes))
+        in_order.close()
+        any_order.close()
