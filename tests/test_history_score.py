@@ -175,3 +175,10 @@ def test_annotations_are_total(outcomes: list[str]) -> None:
         assert a.kind in ("new_failure", "known_flaky", "failing_since") and a.text
         if a.kind == "known_flaky":
             assert a.failed is not None and a.of is not None and 0 <= a.failed <= a.of
+
+
+def test_a_flaky_run_after_a_long_clean_history() -> None:
+    agg = agg_of("P" * 400 + "K")
+    assert agg is not None and agg.score == pytest.approx(1 - A, rel=1e-6)
+    after = agg_of("P" * 400 + "K" + "P" * 27)  # two half-lives later
+    assert after is not None and after.score == pytest.approx((1 - A) / 4, rel=0.05)

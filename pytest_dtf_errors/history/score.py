@@ -20,11 +20,13 @@ which the store keeps incrementally, with no list of runs::
     weight      ← α · weight + 1
     score       = flip_weight / weight
 
-So a test that always passes (or always fails) scores 0; one that alternates
-pass, fail, pass, ... scores nearly 1; one flaky run in twenty stable ones
-scores about ``1 / 20`` at first and decays as clean runs follow. The score
-is always in [0, 1]; a run that flips never lowers it and one that does not
-never raises it. Skipped runs change neither sum.
+So a test that always passes (or always fails) scores 0; one that is flaky in
+every run, or alternates pass, fail, pass, ..., scores (nearly) 1; one flaky
+run after a long clean history scores about ``1 - α = 0.05``, halving every
+13.5 clean runs after it. The weights sum to at most ``1 / (1 - α) = 20``
+runs, so the score is a rate over roughly the last 20 runs. The score is
+always in [0, 1]; a run that flips never lowers it and one that does not never
+raises it. Skipped runs change neither sum.
 
 Everything here is a pure function of a ``TestAggregate`` (and the new run),
 so the plugin and the CLI call the same code.
