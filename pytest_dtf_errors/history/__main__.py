@@ -17,6 +17,7 @@ history or a report that cannot be read (the other reports are still ingested).
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _forget(store, args.nodeid)
     except HistoryUnusable as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # a page that breaks only when read
+        print(f"history file {path}: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()

@@ -234,6 +234,8 @@ _TEST_INSERT = "INSERT OR REPLACE INTO tests (nodeid, score, duration, state) VA
 
 def _test_row(agg: TestAggregate) -> tuple[str, float, float, str]:
     return (agg.nodeid, agg.score, agg.duration_mean, agg.to_state())
+
+
 _FAILED = ("failed", "error")
 
 
@@ -450,10 +452,14 @@ class SQLiteHistory:
         return stats
 
     def read_quarantine(self) -> dict[str, QuarantineState]:
-        rows = self._conn.execute(
-            "SELECT q.nodeid, q.decision, q.reason, q.run_id, q.at FROM quarantine q "
-            "JOIN (SELECT nodeid, max(id) AS id FROM quarantine GROUP BY nodeid) l USING (id)"
-        )
+        try:
+            rows = self._conn.execute(
+                "SELECT q.nodeid, q.decision, q.reason, q.run_id, q.at FROM quarantine q "
+                "JOIN (SELECT nodeid, max(id) AS id FROM quarantine GROUP BY nodeid) l "
+                "USING (id)"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _unusable(self.path, exc) from None
         return {row[0]: QuarantineState(*row) for row in rows}
 
     def forget(self, nodeid: str) -> int:
