@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..report.json_report import read_json
 from .values import OUTCOME_CODES, AttemptRecord, RunRecord, TestResult
 
 __all__ = ["derive_run_id", "fingerprint", "load_report", "run_from_report"]
@@ -37,15 +38,7 @@ def derive_run_id(run: Mapping[str, Any]) -> str:
 
 def load_report(path: str) -> dict[str, Any]:
     """The JSON report at ``path``; ValueError with a one-line message if it is not one."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not JSON: {exc}") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("run"), dict) \
             or not isinstance(data.get("tests"), list):
         raise ValueError(f"{path} is not a pytest-dtf-errors report (no run or tests)")  # noqa: TRY004

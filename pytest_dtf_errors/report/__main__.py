@@ -10,13 +10,12 @@ its output went away.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from typing import Any
 
-from .json_report import validate
+from .json_report import read_json, validate
 from .terminal import counts_line, report_lines
 
 EXIT_BROKEN_PIPE = 141
@@ -24,15 +23,7 @@ EXIT_BROKEN_PIPE = 141
 
 def load(path: str) -> dict[str, Any]:
     """The report at path, validated; ValueError with a message saying what is wrong."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not JSON: {exc}") from None
+    data = read_json(path)
     try:
         validate(data)
     except ValueError as exc:

@@ -68,6 +68,19 @@ def poison_roles(ledger: Ledger) -> dict[str, dict[str, Any]]:
     return roles
 
 
+def read_json(path: str) -> Any:
+    """The JSON in the file at ``path``; ValueError with a one-line message when there is none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+
+
 def final_outcome(rec: TestRecord) -> tuple[str, str | None]:
     """The outcome and reason a test is reported with; a missing final is an error."""
     if rec.final in FINAL_OUTCOMES:
@@ -105,7 +118,7 @@ def summary_counts(ledger: Ledger, tests: list[dict[str, Any]] | None = None) ->
 
 def normalize_pattern(p: Mapping[str, Any]) -> dict[str, Any]:
     """One pattern dict (an aggregator group's to_dict()) with every contract key."""
-    out = _jsonable(dict(p))
+    out: dict[str, Any] = _jsonable(dict(p))
     out["id"] = p.get("id") if isinstance(p.get("id"), (str, int)) else str(p.get("id"))
     out["category"] = str(p.get("category") or "unknown")
     for key in ("nodes", "hardware", "hosts"):
@@ -219,7 +232,7 @@ def _example(ex: Any) -> dict[str, Any] | None:
     if ex is None:
         return None
     if isinstance(ex, Mapping):
-        out = _jsonable(dict(ex))
+        out: dict[str, Any] = _jsonable(dict(ex))
         test = next((ex[k] for k in ("test", "test_id", "nodeid") if ex.get(k) is not None), None)
         out["test"] = None if test is None else str(test)
         out["message"] = None if ex.get("message") is None else str(ex.get("message"))
