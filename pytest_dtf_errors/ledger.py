@@ -7,6 +7,7 @@ them keeps counts of its own.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, final
 
@@ -151,6 +152,7 @@ class Ledger:
         self.breaker_trips: list[dict[str, Any]] = []
         self.poisonings: list[Poisoning] = []  # workers a sticky GPU error poisoned (session.poison)
         self.ran_on: dict[str, list[str]] = {}  # worker -> the tests it ran, in order
+        self.run_id = uuid.uuid4().hex  # this session, as the JSON report and the history name it
         self.started = time.time()
         self.finished: float | None = None
 

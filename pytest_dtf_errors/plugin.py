@@ -297,6 +297,7 @@ class DtfSession:
                 return None
 
         return {
+            "label": self.attempts.settings.run_label or _git_commit(Path(self.config.rootpath)),
             "plugin_version": ver("pytest-dtf-errors"),
             "pytest_version": pytest.__version__,
             "xdist_version": ver("pytest-xdist"),
@@ -322,6 +323,34 @@ class DtfSession:
             verbose=self.config.option.verbose,
             budget=ledger.retry_budget,
         )
+
+
+def _git_commit(root: Path) -> str | None:
+    """The commit checked out at ``root`` (read from .git, no git process), or None."""
+    git = root / ".git"
+    try:
+        if git.is_file():  # a worktree or submodule: "gitdir: PATH"
+            git = (root / git.read_text().partition("gitdir:")[2].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head[4:].strip()
+        ref_file = git / ref
+        if ref_file.is_file():
+            return ref_file.read_text().strip() or None
+        common = git / "commondir"
+        base = (git / common.read_text().strip()).resolve() if common.is_file() else git
+        for candidate in (base / ref, base / "packed-refs"):
+            if candidate.name != "packed-refs" and candidate.is_file():
+                return candidate.read_text().strip() or None
+            if candidate.name == "packed-refs" and candidate.is_file():
+                for line in candidate.read_text().splitlines():
+                    sha, _, name = line.partition(" ")
+                    if name == ref:
+                        return sha
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 @pytest.fixture

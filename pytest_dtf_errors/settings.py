@@ -170,6 +170,7 @@ class Settings:
     retry_budget: Option[int | None] = Option(None, _number(int, 0, 10**7), "suite-wide cap on retries, a last resort against retry storms (default: half the collected tests, at least 100)", flag="--dtf-retry-budget")
     fail_on_flaky: Option[bool] = Option(False, _bool, f"exit with status {EXIT_FLAKY} when a test passed only after a retry", flag="--dtf-fail-on-flaky")
     report: Option[str | None] = Option(None, _text, "write the JSON error report to this path", flag="--dtf-report")
+    run_label: Option[str | None] = Option(None, _text, "a label for this run in the JSON report and the history (default: the git commit of the rootdir, when it is a checkout)", flag="--dtf-run-label")
     gpus_per_worker: Option[int | tuple[int, ...]] = Option(0, _gpu_sizes, "give each local worker its own N GPUs via CUDA_VISIBLE_DEVICES, or one size per worker: 1,1,2", flag="--dtf-gpus-per-worker")
     heartbeat_timeout: Option[float] = Option(10.0, _number(float, 0.5, 86400), "seconds without a heartbeat before a worker is declared lost")
     missing_hardware: Option[str] = Option("skip", _choice("skip", "fail"), "what a test gets when no worker has its hardware")

@@ -187,7 +187,10 @@ def _run_dict(ledger: Ledger, run_info: Mapping[str, Any], end: float) -> dict[s
         if w.get("id") not in known:
             known.add(w.get("id"))
             workers.append({"host": None, "hardware": [], **_jsonable(w)})
+    label = run_info.get("label")
     return {
+        "id": ledger.run_id,
+        "label": label if isinstance(label, str) and label else None,
         "plugin": run_info.get("plugin_version"),
         "pytest": run_info.get("pytest_version"),
         "xdist": run_info.get("xdist_version"),
