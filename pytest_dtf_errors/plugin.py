@@ -333,18 +333,16 @@ def _git_commit(root: Path) -> str | None:
             git = (root / git.read_text().partition("gitdir:")[2].strip()).resolve()
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref:"):
-            return head or None
+            return head or None  # a detached HEAD
         ref = head[4:].strip()
-        ref_file = git / ref
-        if ref_file.is_file():
-            return ref_file.read_text().strip() or None
-        common = git / "commondir"
-        base = (git / common.read_text().strip()).resolve() if common.is_file() else git
-        for candidate in (base / ref, base / "packed-refs"):
-            if candidate.name != "packed-refs" and candidate.is_file():
-                return candidate.read_text().strip() or None
-            if candidate.name == "packed-refs" and candidate.is_file():
-                for line in candidate.read_text().splitlines():
+        common = git / "commondir"  # a worktree keeps its branches in the main .git
+        bases = [git, (git / common.read_text().strip()).resolve()] if common.is_file() else [git]
+        for base in bases:
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip() or None
+            packed = base / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
                     sha, _, name = line.partition(" ")
                     if name == ref:
                         return sha

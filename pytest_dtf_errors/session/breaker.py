@@ -192,7 +192,7 @@ class PatternBreaker:
         if stats is None:
             return []
         stats.outstanding = max(0, stats.outstanding - 1)
-        return self._release(stats)
+        return self.release(stats)
 
     def recovered(self, key: str) -> None:
         """A test of this pattern passed on a retry: the pattern is not systemic."""
@@ -203,10 +203,7 @@ class PatternBreaker:
     def hold(self, stats: PatternStats, plan: RetryPlan) -> list[RetryPlan]:
         """A promised retry: it waits its turn behind the probes."""
         stats.held.append(plan)
-        return self._release(stats)
-
-    def release(self, stats: PatternStats) -> list[RetryPlan]:
-        return self._release(stats)
+        return self.release(stats)
 
     def trip(self, stats: PatternStats) -> list[RetryPlan] | None:
         """Trip if enough retries failed and none helped: the held retries, to cancel;
@@ -240,7 +237,7 @@ class PatternBreaker:
             and stats.outstanding >= self.min_failed_retries
         )
 
-    def _release(self, stats: PatternStats) -> list[RetryPlan]:
+    def release(self, stats: PatternStats) -> list[RetryPlan]:
         out = []
         while stats.held and not stats.tripped and not self._probing(stats):
             stats.outstanding += 1
