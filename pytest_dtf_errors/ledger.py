@@ -107,13 +107,19 @@ class TestRecord:
     """Every attempt of one collected test and its one final outcome."""
 
     __test__ = False  # not a pytest test class
-    __slots__ = ("attempts", "final", "nodeid", "reason", "suspects")
+    __slots__ = ("attempts", "final", "history", "nodeid", "quarantine", "reason", "repeat", "suspects")
 
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
         self.attempts: list[Attempt] = []
         self.final: str | None = None
         self.reason: str | None = None
+        # from the history (session.memory): {"kind", "text", "score", ...} for a failure
+        self.history: dict[str, Any] | None = None
+        # {"score", "reason", "since"} when the test is quarantined this run (session.memory)
+        self.quarantine: dict[str, Any] | None = None
+        # {"kind": "repeat" | "new", "runs", "passed", ...} when it ran extra times (session.repeats)
+        self.repeat: dict[str, Any] | None = None
         # a failure that may be another test's doing: {"node", "attempt", "tests": ran before it there}
         self.suspects: list[dict[str, Any]] = []
 

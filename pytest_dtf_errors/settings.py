@@ -111,6 +111,61 @@ def _gpu_sizes(value: object, key: str) -> int | tuple[int, ...]:
     return tuple(sizes)
 
 
+def _repeats(value: object, key: str) -> int | None:
+    """``--dtf-new-test-repeats``: a count (0 turns early flake detection off) or ``auto`` (None)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    return _number(int, 0, MAX_REPEATS)(value, key)
+
+
+MAX_REPEATS = 10_000  # runs one --dtf-repeat or --dtf-new-test-repeats may ask per test
+
+
+@final
+class Quarantine:
+    """``quarantine`` in ``[tool.dtf]``: how tests are quarantined (docs/history.md)."""
+
+    __slots__ = ("mode", "release_after", "tests", "threshold")
+
+    def __init__(
+        self, mode: str = "off", tests: tuple[str, ...] = (), threshold: float = 0.2, release_after: int = 10,
+    ) -> None:
+        self.mode = mode  # "auto": by score; "off": the manual list only
+        self.tests = tests  # quarantined by hand, as nodeids
+        self.threshold = threshold  # score over which "auto" quarantines a test
+        self.release_after = release_after  # clean runs in a row that release a test
+
+    def __repr__(self) -> str:
+        return (
+            f"Quarantine(mode={self.mode!r}, tests={self.tests!r}, threshold={self.threshold!r}, "
+            f"release_after={self.release_after!r})"
+        )
+
+
+QUARANTINE_KEYS = ("mode", "tests", "threshold", "release_after")
+
+
+def _quarantine(value: object, key: str) -> Quarantine:
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table (mode, tests, threshold, release_after), got {type(value).__name__}")
+    unknown = sorted(set(value) - set(QUARANTINE_KEYS))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", f"is not a quarantine key (known: {', '.join(QUARANTINE_KEYS)})")
+    out = Quarantine()
+    if "mode" in value:
+        out.mode = _choice("auto", "off")(value["mode"], f"{key}.mode")
+    if "tests" in value:
+        tests = value["tests"]
+        if not isinstance(tests, list) or not all(isinstance(t, str) and t for t in tests):
+            raise ConfigError(f"{key}.tests", "must be a list of test nodeids")
+        out.tests = tuple(tests)
+    if "threshold" in value:
+        out.threshold = _number(float, 0.0, 1.0)(value["threshold"], f"{key}.threshold")
+    if "release_after" in value:
+        out.release_after = _number(int, 1, 10_000)(value["release_after"], f"{key}.release_after")
+    return out
+
+
 @final
 class Option(Generic[T]):
     """One setting, declared on ``Settings``: its default, check, help, flag and ini key.
@@ -178,6 +233,13 @@ class Settings:
     breaker_min_tests: Option[int] = Option(3, _number(int, 1, 10**6), "distinct tests a pattern needs before the breaker may stop its retries")
     breaker_min_failed_retries: Option[int] = Option(3, _number(int, 1, 10**6), "failed retries of a pattern, none helping, that trip the breaker")
     hardware: Option[dict[str, list[str]]] = Option({}, _tag_map, "extra hardware tags per worker id or host, e.g. {gw0 = [\"cuda\"]}", ini=False)
+    # the history (docs/history.md): None is the default file in pytest's cache dir, "off" none
+    history: Option[str | None] = Option(None, _text, "the test history file (SQLite); 'off' for none (default: in pytest's cache dir, when dtf is asked for)", flag="--dtf-history")
+    quarantine: Option[Quarantine] = Option(Quarantine(), _quarantine, "test quarantine: {mode = \"auto\", threshold = 0.2, tests = [...], release_after = 10}", ini=False)
+    no_quarantine: Option[bool] = Option(False, _bool, "this run, a quarantined test's failure fails the session as any other", flag="--dtf-no-quarantine")
+    new_test_repeats: Option[int | None] = Option(None, _repeats, "extra runs of a test the history has never seen (early flake detection); 0 for none, auto (the default) by its duration", flag="--dtf-new-test-repeats")
+    new_test_share: Option[float] = Option(0.2, _number(float, 0.0, 1.0), "at most this share of the session's time goes to new tests' extra runs")
+    repeat: Option[int] = Option(0, _number(int, 0, MAX_REPEATS), "run each selected test N times, spread over all workers, and report its pass rate", flag="--dtf-repeat")
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - BY_KEY.keys()
@@ -222,6 +284,8 @@ def worker_settings(workerinput: Mapping[str, object]) -> WorkerSettings:
 
 def _fresh(default: T) -> T:
     """A default of its own for each Settings (the hardware table is a dict)."""
+    if isinstance(default, Quarantine):
+        return Quarantine(default.mode, default.tests, default.threshold, default.release_after)  # type: ignore[return-value]
     return type(default)(default) if isinstance(default, dict) else default
 
 

@@ -33,6 +33,7 @@ from .workers import WorkerBook
 if TYPE_CHECKING:
     from ..engine.classify import Classification
     from ..engine.handler import DistributedErrorHandler
+    from ..history.values import TestIndex
 
 __all__ = ["DEFAULT_BUDGET_FLOOR", "Attempts", "Dispatcher", "default_budget"]
 
@@ -78,6 +79,8 @@ class Attempts:
         self.ledger = ledger
         self.workers: WorkerBook = ledger.workers
         self.dispatcher: Dispatcher | None = None
+        # every test the history knows (session.memory), or None without a history
+        self.known: TestIndex | None = None
         # node -> nodeid -> the attempt running there (no key object per report)
         self.open: dict[str, dict[str, Attempt]] = {}
         self._node_names: dict[object, str] = {}  # xdist's worker object -> its id
