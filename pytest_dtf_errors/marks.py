@@ -23,6 +23,7 @@ Flag = Literal[
     "dtf_victim",  # the call passed on a fresh worker after a poisoned one failed it
     "dtf_hidden",  # a lost worker's test that had passed: shown once already
     "dtf_peer_marked",  # @pytest.mark.flaky: the peer retry plugin owns it
+    "dtf_quarantined",  # the failure of a quarantined test: the exit status ignores it
 ]
 ERROR = "dtf_error"
 

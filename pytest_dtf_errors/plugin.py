@@ -41,6 +41,7 @@ from .worker import FlushPlugin, TimeoutScaler, WorkerPlugin, attempt_meta
 
 if TYPE_CHECKING:
     from .session.attempts import Attempts
+    from .session.memory import Memory
 
 CONTROLLER = "dtf_controller"
 ATTEMPTS: pytest.StashKey[Attempts] = pytest.StashKey()  # the controller's session state (not on workers)
@@ -99,7 +100,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from .session.workers import WorkerBook
 
     routing = _routing_asked(config, settings)
-    settings.schedule = settings.retry or routing
+    memory = _memory(config, settings, routing)
+    # dtf's scheduler: retries, routing, repeats, or a history (new tests' repeats, longest first)
+    settings.schedule = settings.retry or routing or settings.repeat > 0 or memory is not None
     settings.peer = _active_peer(config)
     settings.peer_installed = _installed_peer(config)
     def make_handler() -> Any:
@@ -113,7 +116,9 @@ def pytest_configure(config: pytest.Config) -> None:
     ledger = Ledger(retry_budget=settings.retry_budget, workers=WorkerBook(settings.hardware))
     attempts = Attempts(config, settings, make_handler, ledger)
     config.stash[ATTEMPTS] = attempts
-    config.pluginmanager.register(DtfSession(config, attempts), CONTROLLER)
+    if memory is not None:
+        attempts.known = memory.open()
+    config.pluginmanager.register(DtfSession(config, attempts, memory), CONTROLLER)
     if _distributed(config):
         from .xdist.hooks import XdistHooks
 
@@ -142,6 +147,30 @@ def _routing_asked(config: pytest.Config, settings: dtf_settings.Settings) -> bo
         return True
     specs = getattr(config.option, "tx", None) or []
     return any("env:DTF_HARDWARE=" in str(spec) or "env:CUDA_VISIBLE_DEVICES=" in str(spec) for spec in specs)
+
+
+def _memory(config: pytest.Config, settings: dtf_settings.Settings, routing: bool) -> Memory | None:
+    """The history this run uses: ``--dtf-history PATH``, else the file in pytest's cache dir
+    when dtf is asked for (retries, routing, repeats); none with ``off``, or without a path
+    under ``-p no:cacheprovider``. A run that asks dtf for nothing writes nothing."""
+    asked = settings.history
+    if asked is not None and asked.strip().lower() == "off":
+        return None
+    if asked is not None and asked.strip():
+        path = Path(asked)
+        if not path.is_absolute():
+            path = Path(config.invocation_params.dir) / path
+    else:
+        cache = getattr(config, "cache", None)
+        if cache is None or not (settings.retry or routing or settings.repeat > 0):
+            return None
+        try:
+            path = cache.mkdir("dtf") / "history.sqlite"
+        except OSError:
+            return None  # a read-only checkout: pytest's cache warns about it itself
+    from .session.memory import Memory
+
+    return Memory(path, settings.quarantine, apply_quarantine=not settings.no_quarantine)
 
 
 def _scale_timeouts(config: pytest.Config) -> None:
@@ -212,6 +241,8 @@ class OutcomeWords:
                 return "victim", "V", ("VICTIM", {"yellow": True})
             if marks.marked(report, "dtf_hidden"):
                 return "", "", ""  # a lost worker's test that had passed: shown once already
+        elif outcome == "failed" and marks.marked(report, "dtf_quarantined"):
+            return "quarantined", "Q", ("QUARANTINED", {"yellow": True})
         elif outcome == "rerun":
             return "rerun", "R", ("RERUN", {"yellow": True})
         return None
@@ -220,9 +251,10 @@ class OutcomeWords:
 class DtfSession:
     """Session-level hooks on the controller: outcomes, summary, reports, exit status."""
 
-    def __init__(self, config: pytest.Config, attempts: Attempts) -> None:
+    def __init__(self, config: pytest.Config, attempts: Attempts, memory: Memory | None = None) -> None:
         self.config = config
         self.attempts = attempts
+        self.memory = memory
         self.words: OutcomeWords | None = None
         self.collection_errors: dict[str, str] = {}  # nodeid -> message (each worker reports it)
 
@@ -234,10 +266,23 @@ class DtfSession:
             return
         if s.retry and s.peer:
             tr.write_line(f"dtf: {s.peer} is active; it retries failures, dtf only categorizes", yellow=True)
+        self._notes()
+
+    def _notes(self) -> None:
+        """The history's warnings, one line each, once."""
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if self.memory is not None and tr is not None:
+            for line in self.memory.notes:
+                tr.write_line(line, yellow=True)
+            self.memory.notes.clear()
 
     @pytest.hookimpl(tryfirst=True)  # "rerun" before the terminal and JUnit see the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.attempts.on_report(report) and self.words is None:
+        own = self.attempts.on_report(report)
+        if report.failed and self.memory is not None and self.memory.is_quarantined(report.nodeid):
+            marks.mark(report, "dtf_quarantined")  # a final failure: retried ones are "rerun" now
+            own = True
+        if own and self.words is None:
             # registered with the first report that needs it (the terminal asks it
             # right after this hook): a run where all pass pays no call per report
             self.words = OutcomeWords()
@@ -256,7 +301,15 @@ class DtfSession:
         # before junitxml writes its file: every test has its outcome
         self.attempts.finish_unfinished("the session ended before it ran")
         ledger.finished = time.time()
-        if self.attempts.settings.fail_on_flaky and exitstatus == 0 and ledger.flaky():
+        memory = self.memory
+        if memory is not None:
+            memory.annotate(ledger)
+            memory.releases(ledger)
+            if getattr(session, "exitstatus", exitstatus) == pytest.ExitCode.TESTS_FAILED \
+                    and self._only_quarantined_failed():
+                session.exitstatus = pytest.ExitCode.OK  # what failed is quarantined
+        if self.attempts.settings.fail_on_flaky and getattr(session, "exitstatus", exitstatus) == 0 \
+                and ledger.flaky():
             session.exitstatus = dtf_settings.EXIT_FLAKY
         try:
             return (yield)
@@ -264,19 +317,38 @@ class DtfSession:
             # a session pytester builds by hand (getitems) never gets an exitstatus
             self._write_reports(int(getattr(session, "exitstatus", exitstatus)))
 
+    def _only_quarantined_failed(self) -> bool:
+        """Every failure of the run is a quarantined test's (and there is one)."""
+        from .session.memory import quarantined_failures
+
+        ledger = self.attempts.ledger
+        ignored = quarantined_failures(ledger, self.memory)
+        failed = sum(1 for rec in ledger if rec.final in ("failed", "error"))
+        return bool(ignored) and len(ignored) == failed and not self.collection_errors
+
     def _write_reports(self, exitstatus: int) -> None:
         ledger = self.attempts.ledger
         xmlpath = getattr(self.config.option, "xmlpath", None)
         path = self.attempts.settings.report
-        if not path and not xmlpath:
+        memory = self.memory
+        if not path and not xmlpath and memory is None:
             return
         from . import report
 
+        data = None
+        if memory is not None:
+            data = report.build_report(
+                ledger, self.attempts.patterns(), run_info=self._run_info(exitstatus),
+                history=memory.history_section(),
+            )
+            memory.write(data)
+            self._notes()
         try:
             if xmlpath and os.path.isfile(xmlpath):  # not --junitxml=/dev/null
                 report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
             if path:
-                data = report.build_report(ledger, self.attempts.patterns(), run_info=self._run_info(exitstatus))
+                if data is None:
+                    data = report.build_report(ledger, self.attempts.patterns(), run_info=self._run_info(exitstatus))
                 self.config.hook.pytest_dtf_report(report=data, config=self.config)
                 target = Path(path)
                 if not target.is_absolute():
@@ -322,6 +394,7 @@ class DtfSession:
             self.attempts.patterns(),
             verbose=self.config.option.verbose,
             budget=ledger.retry_budget,
+            history=self.memory.history_section() if self.memory is not None else None,
         )
 
 

@@ -278,7 +278,7 @@ def test_build_report_validates_and_lists_every_test_once() -> None:
     report = json_report.build_report(led, make_patterns(), run_info=RUN_INFO)
     json_report.validate(report)
     json.dumps(report, allow_nan=False)
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert [t["nodeid"] for t in report["tests"]] == ALL
     outcomes = {t["nodeid"]: t["outcome"] for t in report["tests"]}
     assert outcomes == {

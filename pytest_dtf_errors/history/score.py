@@ -232,7 +232,7 @@ def annotate_failure(
             else f"new failure: passed its last {len(last)} runs",
         ))
     if agg.last_status == "fail" and agg.fail_since_run_id is not None:
-        since = agg.fail_since_label or agg.fail_since_run_id
+        since = agg.fail_since_label or agg.fail_since_run_id[:12]  # a uuid4 hex: 12 digits name it
         out.append(Annotation(
             "failing_since",
             f"failing since run {since} ({_runs(agg.fail_streak)} before this one)",

@@ -19,16 +19,19 @@ from typing import Any
 
 from ..ledger import FINAL_OUTCOMES, Ledger, TestRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: run.id and run.label, history, tests[].history / quarantine / repeat
 SCOPES = ("test", "node", "hardware", "systemic")
 NO_OUTCOME_REASON = "no outcome recorded"
 
 
 # -- building --------------------------------------------------------------
 def build_report(
-    ledger: Ledger, patterns: list[dict[str, Any]], *, run_info: Mapping[str, Any]
+    ledger: Ledger, patterns: list[dict[str, Any]], *, run_info: Mapping[str, Any],
+    history: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the JSON-ready report of one session (the contract in schema.json)."""
+    """Return the JSON-ready report of one session (the contract in schema.json).
+
+    ``history``: the history's section (``session.memory``), None without one."""
     roles = poison_roles(ledger)
     tests = [_test_dict(rec, roles.get(rec.nodeid)) for rec in ledger]
     end = ledger.finished if ledger.finished is not None else time.time()
@@ -51,6 +54,7 @@ def build_report(
             for nodeid, host, seconds in ledger.exclusive_runs
         ],
         "collection_errors": _collection_errors(run_info),
+        "history": None if history is None else _jsonable(dict(history)),
     }
 
 
@@ -109,6 +113,10 @@ def summary_counts(ledger: Ledger, tests: list[dict[str, Any]] | None = None) ->
         "budget_note": ledger.budget_note,
         "budget_used": ledger.retries_used,
         "breaker_cancelled": sum(len(t.get("tests") or ()) for t in ledger.breaker_trips),
+        # quarantined tests that failed: the exit status ignores them (counted in "failed" too)
+        "quarantined": sum(
+            1 for rec in ledger if rec.quarantine is not None and rec.final in ("failed", "error")
+        ),
         # victims of a poisoned worker that passed on a fresh one (counted in "passed" too)
         "victims": sum(
             1 for t in (tests or ()) if t.get("outcome") == "passed" and (t.get("poison") or {}).get("role") == "victim"
@@ -165,6 +173,9 @@ def _test_dict(rec: TestRecord, poison: dict[str, Any] | None = None) -> dict[st
         out["poison"] = poison
     if rec.suspects:
         out["suspects"] = _jsonable(rec.suspects)
+    for key, value in (("history", rec.history), ("quarantine", rec.quarantine), ("repeat", rec.repeat)):
+        if value is not None:
+            out[key] = _jsonable(value)
     return out
 
 

@@ -132,9 +132,34 @@ def _merge(
             "dtf_poison_signature": str(poison["signature"]),
             "dtf_culprit": str(poison["culprit"]),
         })
+    memory = memory_properties(rec)
+    if memory:
+        _set_properties(keep, memory)
     if teardown is not None and companion is None:
         suite = next(s for s, c in entries if c is keep)
         suite.insert(list(suite).index(keep) + 1, _teardown_case(keep, teardown))
+
+
+def memory_properties(rec: TestRecord) -> dict[str, str]:
+    """What the history says of the test (session.memory), and its repeats, as properties."""
+    out: dict[str, str] = {}
+    if rec.quarantine is not None:
+        out["dtf_quarantined"] = "true"
+        out["dtf_quarantine_reason"] = str(rec.quarantine.get("reason"))
+    history = rec.history
+    if history is not None:
+        out["dtf_flaky_score"] = f"{float(history.get('score') or 0.0):.4f}"
+        notes = [str(a.get("text")) for a in history.get("annotations") or ()]
+        kinds = [str(a.get("kind")) for a in history.get("annotations") or ()]
+        if notes:
+            out["dtf_history"] = "; ".join(notes)
+            out["dtf_history_kind"] = ",".join(kinds)
+    repeat = rec.repeat
+    if repeat is not None:
+        out["dtf_repeat_kind"] = str(repeat.get("kind"))
+        out["dtf_repeat_runs"] = str(repeat.get("runs"))
+        out["dtf_repeat_passed"] = str(repeat.get("passed"))
+    return out
 
 
 def _rebuild(

@@ -30,11 +30,12 @@ def summary_lines(
     verbose: int,
     budget: int | None,
     width: int = DEFAULT_WIDTH,
+    history: Mapping[str, Any] | None = None,
 ) -> list[Line]:
     """Lines (text, TerminalWriter markup) of the summary; [] when there is nothing to say."""
-    if ledger.quiet():
+    if ledger.quiet() and not (history and history.get("events")):
         return []  # the common case: skip building the whole report
-    report = build_report(ledger, patterns, run_info={})
+    report = build_report(ledger, patterns, run_info={}, history=history)
     if budget is not None:
         report["summary"]["budget"] = budget
     return report_lines(report, verbose=verbose, width=width)
@@ -47,11 +48,12 @@ def write_summary(
     *,
     verbose: int,
     budget: int | None,
+    history: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the "dtf error summary" section to pytest's terminal reporter, if any."""
     tw = getattr(terminalreporter, "_tw", None)
     width = getattr(tw, "fullwidth", None) or DEFAULT_WIDTH
-    lines = summary_lines(ledger, patterns, verbose=verbose, budget=budget, width=width)
+    lines = summary_lines(ledger, patterns, verbose=verbose, budget=budget, width=width, history=history)
     if not lines:
         return
     terminalreporter.write_sep("=", SECTION_TITLE)
@@ -80,11 +82,18 @@ def report_lines(report: Mapping[str, Any], *, verbose: int, width: int) -> list
     if flaky:
         out.append((f"flaky tests ({len(flaky)}):", {"yellow": True, "bold": True}))
         out += _test_block(flaky, full, limit, width)
+    quarantined = [t for t in tests if t.get("quarantine") and t.get("outcome") in ("failed", "error")]
+    if quarantined:
+        out.append((
+            f"quarantined tests ({len(quarantined)}): failed, and the exit status ignores it",
+            {"yellow": True, "bold": True},
+        ))
+        out += _test_block(quarantined, full, limit, width)
     failed = [
         t
         for t in tests
-        if t.get("outcome") in ("failed", "error")
-        and (full or len(t.get("attempts") or ()) > 1 or t.get("reason"))
+        if t.get("outcome") in ("failed", "error") and not t.get("quarantine")
+        and (full or len(t.get("attempts") or ()) > 1 or t.get("reason") or t.get("history"))
     ]
     if failed:
         title = "failed tests" if full else "failed after retries or not run"
@@ -99,7 +108,20 @@ def report_lines(report: Mapping[str, Any], *, verbose: int, width: int) -> list
         out += [(line, {}) for line in pattern_table(patterns, width, limit=limit)]
 
     out += [(line, {"yellow": True}) for line in infrastructure_lines(report)]
+    out += [(line, {}) for line in history_lines(report)]
     return out
+
+
+def history_lines(report: Mapping[str, Any]) -> list[str]:
+    """The history's line: what it knew, and this run's quarantine decisions."""
+    h = report.get("history")
+    if not isinstance(h, Mapping):
+        return []
+    lines = [f"history: {h.get('runs', 0)} earlier runs of {h.get('known_tests', 0)} tests in {h.get('file')}"]
+    for e in h.get("events") or ():
+        verb = "quarantined" if e.get("decision") == "quarantine" else "released"
+        lines.append(f"  {verb} {e.get('nodeid')}: {_one_line(e.get('reason'))}")
+    return lines
 
 
 def counts_line(summary: Mapping[str, Any]) -> str:
@@ -109,6 +131,9 @@ def counts_line(summary: Mapping[str, Any]) -> str:
         for k in _OUTCOME_ORDER
         if summary.get(k)
     ]
+    quarantined = summary.get("quarantined")
+    if quarantined and summary.get("failed"):
+        parts[[p.endswith(" failed") for p in parts].index(True)] += f" ({quarantined} of them quarantined)"
     victims = summary.get("victims")
     if victims and summary.get("passed"):
         parts[[p.endswith(" passed") for p in parts].index(True)] += f" ({victims} of them victims)"
@@ -299,6 +324,8 @@ def _quiet(report: Mapping[str, Any]) -> bool:
         return False
     if infrastructure_lines(report):
         return False
+    if (report.get("history") or {}).get("events"):
+        return False
     return not any(
         a.get("outcome") in ("failed", "error")
         for t in report.get("tests") or ()
@@ -333,6 +360,11 @@ def _test_block(
                 out += [(_clip(text, width), {}) for text in message]
         if t.get("reason"):
             out.append((_clip(f"    reason: {_one_line(t['reason'])}", width), {}))
+        quarantine = t.get("quarantine")
+        if quarantine:
+            out.append((_clip(f"    quarantined: {_one_line(quarantine.get('reason'))}", width), {}))
+        for note in (t.get("history") or {}).get("annotations") or ():
+            out.append((_clip(f"    history: {_one_line(note.get('text'))}", width), {}))
         for s in t.get("suspects") or ():
             names = list(s.get("tests") or ())
             text = ", ".join(names if full else names[:3]) + (", ..." if not full and len(names) > 3 else "")
