@@ -136,8 +136,10 @@ class XdistHooks:
             )
         ds = self.dsession
         self.waker = Waker(patches.event_put(ds))
+        # the history's durations (None without one): first attempts go out longest first
         self.sched = DtfScheduling(
-            config, patches.spec_count(config), dist, self.book, self, self.links, self.waker.wake_at, log
+            config, patches.spec_count(config), dist, self.book, self, self.links, self.waker.wake_at, log,
+            durations=self.attempts.known,
         )
         self.attempts.dispatcher = self.sched
         self.attempts.track_completions = True

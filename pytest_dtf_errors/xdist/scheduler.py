@@ -14,10 +14,18 @@ exclusive test *drains* its host: the host's workers get no more work, and
 once none runs a test the exclusive one is sent to one of them; when it is
 done they get work again. The time spent draining goes into the WorkerBook's
 ``exclusive_runs``.
+
+With the history's durations (``Durations``), first attempts go out longest
+first (the LPT rule): each queue's units are ordered by their expected seconds
+(a test the history has not seen counts as the median), a long unit goes only
+to a worker with nothing queued, and a worker gets about ``QUEUE_SECONDS`` of
+expected work behind its running test rather than a count of tests. Without
+durations the order and the batches are those of a run without a history.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -31,7 +39,9 @@ from . import patches
 from .link import Links
 from .patches import WorkerNode
 
-__all__ = ["ANYWHERE", "SUPPORTED_MODES", "Callbacks", "DtfScheduling", "Need", "describe", "node_id", "scope_key"]
+__all__ = [
+    "ANYWHERE", "SUPPORTED_MODES", "Callbacks", "DtfScheduling", "Durations", "Need", "describe", "node_id", "scope_key",
+]
 
 SUPPORTED_MODES = ("load", "loadscope", "loadfile", "loadgroup")
 # How much work a worker has queued ahead: about QUEUE_SECONDS of it, judged
@@ -67,6 +77,16 @@ class Callbacks(Protocol):
         """These tests can run nowhere: first attempts needing ``requirement`` no worker has
         (``reason`` None; a GPU count is part of the name: ``("cuda with 2 GPUs",)``), or a
         promised retry that cannot be placed (``reason`` says why)."""
+
+
+class Durations(Protocol):
+    """What the scheduler reads of the history (``history.values.TestIndex`` is one)."""
+
+    def __contains__(self, nodeid: object) -> bool:
+        """The history has seen this test."""
+
+    def duration(self, nodeid: str) -> float:
+        """A seen test's mean duration in seconds."""
 
 
 def scope_key(nodeid: str, mode: str, group: str | None = None) -> str:
@@ -121,6 +141,8 @@ class DtfScheduling:
     different test set. ``flushed``: the last thing sent was the flush item.
     ``unreachable``: workers whose channel closed before xdist said so.
     ``drains``: by host, the exclusive test that has (or waits for) it alone.
+    ``expected``: by collection index, the seconds a test is expected to take
+    (from ``durations``; None without any known duration: no LPT).
     """
 
     def __init__(
@@ -133,6 +155,7 @@ class DtfScheduling:
         links: Links,
         wake_at: Callable[[float], None],
         log: Callable[..., object] | None = None,
+        durations: Durations | None = None,
     ) -> None:
         self.config = config  # peers (pytest-rerunfailures) read sched.config
         self.numnodes = numnodes
@@ -142,6 +165,8 @@ class DtfScheduling:
         self.links = links
         self.wake_at = wake_at
         self.log = log
+        self.durations = durations
+        self.expected: list[float] | None = None
         self.node2collection: dict[WorkerNode, list[str]] = {}
         self.node2pending: dict[WorkerNode, list[int]] = {}
         self.collection: list[str] | None = None
@@ -312,6 +337,7 @@ class DtfScheduling:
         self.flush_index = len(first)
         self.index_of = {nodeid: i for i, nodeid in enumerate(first)}
         self.callbacks.collected(first)
+        self.expected = self._expected(first)
         units: dict[tuple[Need, str], list[int]] = {}
         groups = self.book.groups if self.mode == "loadgroup" else {}
         for index, nodeid in enumerate(first):
@@ -319,10 +345,27 @@ class DtfScheduling:
             units.setdefault((need, scope_key(nodeid, self.mode, groups.get(nodeid))), []).append(index)
         ordered = list(units.items())
         option = getattr(self.config, "option", None)
-        if self.mode != "load" and getattr(option, "loadscopereorder", True):
+        reorder = self.mode != "load" and getattr(option, "loadscopereorder", True)
+        expected = self.expected
+        if expected is not None and (reorder or self.mode == "load"):
+            ordered.sort(key=lambda kv: -sum(expected[i] for i in kv[1]))  # LPT: the longest first
+        elif reorder:
             ordered.sort(key=lambda kv: -len(kv[1]))  # the largest scope first, as xdist does
         for (req, _), unit in ordered:
             self._queue(req).append(unit)
+
+    def _expected(self, nodeids: list[str]) -> list[float] | None:
+        """Each test's expected seconds: the history's mean, the median of those for a new test.
+        None when the history knows none of them (the order and batches stay as without it)."""
+        known = self.durations
+        if known is None:
+            return None
+        seen = [max(0.0, known.duration(n)) if n in known else None for n in nodeids]
+        values = [s for s in seen if s is not None]
+        if not values:
+            return None
+        median = statistics.median(values)
+        return [median if s is None else s for s in seen]
 
     def _same_collections(self, first: list[str]) -> bool:
         """As xdist: workers that collected different tests end the run with a collection error."""
@@ -679,6 +722,9 @@ class DtfScheduling:
             self.refill_below = REFILL_BELOW
             self._flush(node)
             return
+        if self.expected is not None:
+            self._fill_by_seconds(node, pending, queues, self.expected)
+            return
         remaining = sum(len(q) for q in queues)
         live = max(1, len(self._live_nodes()))
         target = max(REFILL_BELOW + 1, min(self._chunk(), remaining // (2 * live)))
@@ -705,6 +751,61 @@ class DtfScheduling:
                 return
             if not any(q for q in queues):
                 self._flush(node)  # that was the last of it: let it all run
+
+    def _fill_by_seconds(
+        self, node: WorkerNode, pending: list[int], queues: list[deque[list[int]]], seconds: list[float]
+    ) -> None:
+        """LPT batches: a long unit only to a worker with nothing queued, then short ones behind
+        its running test up to QUEUE_SECONDS, so no long test waits behind another."""
+        ahead = sum(seconds[i] for i in pending[1:])  # expected work queued behind the running test
+        if ahead >= QUEUE_SECONDS / 2:
+            return
+        live = max(1, len(self._live_nodes()))
+        remaining = sum(len(q) for q in queues)
+        # units per batch: the tail spread over all workers, short queues while a retry waits
+        if self.retries:
+            most = max(1, REFILL_BELOW + 1 - len(pending))
+        else:
+            most = min(MAX_CHUNK, max(1, remaining // (2 * live)))
+        # a worker without the link holds its last test until another follows: it needs two
+        flushable = self.flush_index >= 0 and self._linked(node)
+        held = len(pending)
+        batch: list[int] = []
+        front: list[list[int]] = []  # units taken from the front of ``source``, in order
+        follower: list[int] | None = None  # a short unit taken from its end
+        waits = False  # a unit too long to queue behind others waits for an idle worker
+        source = queues[0]
+        for source in queues:
+            while source and len(front) < most:
+                unit = source[0]
+                cost = sum(seconds[i] for i in unit)
+                if held + len(batch) == 0:
+                    ahead = cost - seconds[unit[0]]  # an idle worker: its first test runs at once
+                elif ahead + cost > QUEUE_SECONDS:
+                    waits = True
+                    break
+                else:
+                    ahead += cost
+                front.append(source.popleft())
+                batch.extend(unit)
+            if batch:
+                break
+        if not flushable and held + len(batch) == 1:
+            source = next((q for q in queues if q), source) if not batch else source
+            if source:
+                follower = source.pop()  # the shortest left follows, not the next long one
+                batch.extend(follower)
+        if not batch:
+            self._flush(node)  # what it holds runs; the long unit goes once it is idle
+            return
+        if not self._send(node, batch):
+            source.extendleft(reversed(front))  # untouched, for the next worker
+            if follower is not None:
+                source.append(follower)
+            return
+        self.refill_below = max(REFILL_BELOW, len(pending) // 2)
+        if waits or len(pending) == 1 or not any(q for q in queues):
+            self._flush(node)  # nothing follows for now: let it all run
 
     def _chunk(self) -> int:
         """Tests to queue ahead on a worker: about QUEUE_SECONDS of work."""
