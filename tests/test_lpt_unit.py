@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_scheduling_unit import FakeCallbacks, FakeLinks, FakeNode
+from test_scheduling_unit import FakeCallbacks, FakeLinks, FakeNode, complete_all, retry
 
 from pytest_dtf_errors.history.values import TestIndex
 from pytest_dtf_errors.session.workers import WorkerBook
@@ -164,8 +164,8 @@ def test_scopes_go_out_by_their_summed_duration(mode, ids, groups):
 def test_no_loadscope_reorder_keeps_the_scopes_in_collection_order():
     ids = ["a.py::x", "b.py::x", "b.py::y"]
     config: Any = SimpleNamespace(option=SimpleNamespace(loadscopereorder=False))
-    sched, workers = make(ids, index({"a.py::x": 0.1, "b.py::x": 1, "b.py::y": 1}), nodes=("gw0",),
-                          mode="loadfile", config=config)
+    _, workers = make(ids, index({"a.py::x": 0.1, "b.py::x": 1, "b.py::y": 1}), nodes=("gw0",),
+                      mode="loadfile", config=config)
     assert workers[0].batches[0][1] == [0]
 
 
@@ -230,3 +230,25 @@ def test_without_a_known_duration_everything_goes_as_without_a_history(durations
     simulate(base, base_workers, seconds)
     assert sched.expected is None
     assert workers[0].log == base_workers[0].log  # the same batches to the same workers, in order
+
+
+def test_a_worker_running_a_long_test_gets_nothing_behind_it():
+    ids = ["t::long", "t::a", "t::b", "t::c"]
+    sched, (w0, w1) = make(ids, index({"t::long": 3.0, "t::a": 0.02, "t::b": 0.02, "t::c": 0.02}))
+    assert w0.sent == [0, sched.flush_index]
+    sched.schedule()  # another event: the short tests still wait for gw1, not behind the long one
+    assert w0.sent == [0, sched.flush_index]
+    assert [i for i in w1.sent if i != sched.flush_index] == [1, 2]
+    complete_all(sched, w1)
+    assert w0.sent == [0, sched.flush_index] and 3 in w1.sent
+
+
+def test_a_retry_goes_to_the_worker_with_less_expected_work_not_fewer_tests():
+    ids = ["t::long", "t::a", "t::b", "t::c", "t::flaky"]
+    durations = index({"t::long": 3.0, "t::a": 0.05, "t::b": 0.05, "t::c": 0.05, "t::flaky": 0.01})
+    sched, (w0, w1, _) = make(ids, durations, nodes=("gw0", "gw1", "gw2"))
+    assert w0.sent[0] == 0 and len(sched.node2pending[w0]) == 1  # the long test, alone
+    assert len(sched.node2pending[w1]) == 1  # one test each: by count gw0 would do
+    sched.add_retry(retry("t::flaky", node="gw2"))
+    sched.schedule()
+    assert sched.links.dispatched == [("t::flaky", "gw1")]  # 0.05 s queued there, 3 s on gw0

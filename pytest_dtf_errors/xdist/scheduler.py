@@ -638,9 +638,17 @@ class DtfScheduling:
             key=lambda n: (
                 node_id(n) in plan.prefer_not,
                 bool(prefer) and not (self.book.tags(node_id(n)) & prefer),
-                len(self.node2pending[n]),
+                self._backlog(n),
             ),
         )
+
+    def _backlog(self, node: WorkerNode) -> float:
+        """How much the worker has to do before a test sent now: its tests pending, or, with the
+        history's durations, their expected seconds (one long test outweighs many short ones)."""
+        pending = self.node2pending[node]
+        if self.expected is None:
+            return len(pending)
+        return sum(self.expected[i] for i in pending)
 
     def _why_unplaceable(self, plan: RetryPlan) -> str | None:
         if self.book.starting_workers():
@@ -757,6 +765,11 @@ class DtfScheduling:
     ) -> None:
         """LPT batches: a long unit only to a worker with nothing queued, then short ones behind
         its running test up to QUEUE_SECONDS, so no long test waits behind another."""
+        # a worker without the link holds its last test until another follows: it needs two
+        flushable = self.flush_index >= 0 and self._linked(node)
+        if flushable and pending and seconds[pending[0]] > QUEUE_SECONDS:
+            self._flush(node)  # nothing more behind a long test: short ones go to the others meanwhile
+            return
         ahead = sum(seconds[i] for i in pending[1:])  # expected work queued behind the running test
         if ahead >= QUEUE_SECONDS / 2:
             return
@@ -767,8 +780,6 @@ class DtfScheduling:
             most = max(1, REFILL_BELOW + 1 - len(pending))
         else:
             most = min(MAX_CHUNK, max(1, remaining // (2 * live)))
-        # a worker without the link holds its last test until another follows: it needs two
-        flushable = self.flush_index >= 0 and self._linked(node)
         held = len(pending)
         batch: list[int] = []
         front: list[list[int]] = []  # units taken from the front of ``source``, in order
@@ -788,6 +799,8 @@ class DtfScheduling:
                     ahead += cost
                 front.append(source.popleft())
                 batch.extend(unit)
+                if seconds[batch[-1]] > QUEUE_SECONDS:
+                    break  # nothing queues behind a long test: it runs alone
             if batch:
                 break
         if not flushable and held + len(batch) == 1:
@@ -804,7 +817,7 @@ class DtfScheduling:
                 source.append(follower)
             return
         self.refill_below = max(REFILL_BELOW, len(pending) // 2)
-        if waits or len(pending) == 1 or not any(q for q in queues):
+        if waits or len(pending) == 1 or seconds[pending[-1]] > QUEUE_SECONDS or not any(q for q in queues):
             self._flush(node)  # nothing follows for now: let it all run
 
     def _chunk(self) -> int:
