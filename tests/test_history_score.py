@@ -15,7 +15,7 @@ from pytest_dtf_errors.history import (
     fold,
     score_of_outcomes,
 )
-from pytest_dtf_errors.history.score import flips
+from pytest_dtf_errors.history.score import flips, flips_of_recent
 
 OUTCOMES = ["passed", "flaky", "failed", "error", "skipped"]
 CODE = {"P": "passed", "K": "flaky", "F": "failed", "E": "error", "S": "skipped"}
@@ -91,7 +91,7 @@ def test_known_flaky() -> None:
     assert a.kind == "known_flaky" and (a.failed, a.of) == (4, 20)
     assert a.score == pytest.approx(score_of_outcomes([CODE[c] for c in agg.recent]))
     assert a.text == f"known flaky (score {agg.score:.2f}): failed 4 of its last 20 runs"
-    (a,) = annotate_failure(agg, window=5)
+    (a,) = annotate_failure(agg, window=5, min_flips=1)
     assert (a.failed, a.of) == (1, 5)
     # too few runs, or under the threshold: not known flaky
     assert annotate_failure(agg_of("PK")) == ()
@@ -182,3 +182,16 @@ def test_a_flaky_run_after_a_long_clean_history() -> None:
     assert agg is not None and agg.score == pytest.approx(1 - A, rel=1e-6)
     after = agg_of("P" * 400 + "K" + "P" * 27)  # two half-lives later
     assert after is not None and after.score == pytest.approx((1 - A) / 4, rel=0.05)
+
+
+def test_known_flaky_needs_flips_not_one_break() -> None:
+    # broke once and kept failing: one flip, a score over the threshold, but failing, not flaky
+    broke = agg_of("PPPFF")
+    assert broke is not None and broke.score > 0.1 and flips_of_recent(broke, 40) == 1
+    assert [a.kind for a in annotate_failure(broke)] == ["failing_since"]
+    flaky = agg_of("PPKPF")
+    assert flaky is not None and flips_of_recent(flaky, 40) == 2
+    assert [a.kind for a in annotate_failure(flaky)][0] == "known_flaky"
+    # the window: the flip into it counts, the ones before it do not
+    assert flips_of_recent(agg_of("KKPP") or broke, 2) == 0
+    assert flips_of_recent(agg_of("PFPP") or broke, 2) == 1

@@ -46,6 +46,7 @@ __all__ = [
     "annotate_failure",
     "concentration",
     "flips",
+    "flips_of_recent",
     "fold",
     "score_of_outcomes",
 ]
@@ -186,6 +187,18 @@ class Annotation:
         return f"<Annotation {self.kind}: {self.text}>"
 
 
+def flips_of_recent(agg: TestAggregate, window: int) -> int:
+    """Flips (f_i = 1) over the last ``window`` counted runs: one broken test flips once, a flaky one again and again."""
+    codes = [c for c in agg.recent if c != "S"][-window - 1:]
+    count = 0
+    for n, code in enumerate(codes):
+        if n == 0 and len(codes) > window:
+            continue  # the run before the window: only the status the first one is compared to
+        if code == "K" or (n > 0 and _STATUS[code] != _STATUS[codes[n - 1]]):
+            count += 1
+    return count
+
+
 def failed_of_recent(agg: TestAggregate, window: int) -> tuple[int, int]:
     """(runs with a failed attempt, counted runs) over the last ``window`` counted runs."""
     counted = [c for c in agg.recent if c != "S"][-window:]
@@ -199,11 +212,13 @@ def annotate_failure(
     flaky_threshold: float = 0.1,
     min_runs: int = 3,
     window: int = 40,
+    min_flips: int = 2,
 ) -> tuple[Annotation, ...]:
     """What the history (as read at the start of this run) says about a test that failed now.
 
     - ``known_flaky``: its score is at least ``flaky_threshold`` after at
-      least ``min_runs`` counted runs; the text gives the score and "failed K
+      least ``min_runs`` counted runs, with at least ``min_flips`` flips in the
+      window (a test that broke once flipped once: it is failing, not flaky); the text gives the score and "failed K
       of its last M runs" (over the last ``window``; a flaky run counts as
       one that failed);
     - ``new_failure`` (only when not known flaky): its last ``new_after``
@@ -220,7 +235,7 @@ def annotate_failure(
     counted = [c for c in agg.recent if c != "S"]
     last = counted[-new_after:] if new_after > 0 else []
     failed, of = failed_of_recent(agg, window)
-    if of >= min_runs and agg.score >= flaky_threshold:
+    if of >= min_runs and agg.score >= flaky_threshold and flips_of_recent(agg, window) >= min_flips:
         out.append(Annotation(
             "known_flaky",
             f"known flaky (score {agg.score:.2f}): failed {failed} of its last {_runs(of)}",

@@ -115,8 +115,8 @@ def report_lines(report: Mapping[str, Any], *, verbose: int, width: int) -> list
 def history_lines(report: Mapping[str, Any]) -> list[str]:
     """The history's line: what it knew, and this run's quarantine decisions."""
     h = report.get("history")
-    if not isinstance(h, Mapping):
-        return []
+    if not isinstance(h, Mapping) or not (h.get("runs") or h.get("events") or h.get("warning")):
+        return []  # a first run: nothing known, nothing decided
     lines = [f"history: {h.get('runs', 0)} earlier runs of {h.get('known_tests', 0)} tests in {h.get('file')}"]
     for e in h.get("events") or ():
         verb = "quarantined" if e.get("decision") == "quarantine" else "released"

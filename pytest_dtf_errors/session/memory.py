@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, final
 
 from ..history.ingest import run_from_report
-from ..history.score import annotate_failure, failed_of_recent
+from ..history.score import annotate_failure, failed_of_recent, flips_of_recent
 from ..history.store import HistoryUnusable, SQLiteHistory, fresh_path_beside, open_history
 from ..history.values import QuarantineEvent, TestAggregate, TestIndex
 from ..ledger import Ledger, TestRecord
@@ -28,8 +28,11 @@ from ..settings import Quarantine
 
 __all__ = ["LISTED", "MIN_RUNS", "Memory"]
 
-# counted runs a test needs before "auto" may quarantine it by its score
+# counted runs, and flips among its last WINDOW, a test needs before "auto" may quarantine it
+# by its score: a test that broke once flipped once; it is failing, not flaky
 MIN_RUNS = 3
+MIN_FLIPS = 2
+WINDOW = 40
 # the reason of a quarantine the [tool.dtf] list made (it lasts while the test is listed)
 LISTED = "listed in quarantine.tests"
 # recent runs a failure's history entry carries (the HTML report's sparkline)
@@ -103,12 +106,12 @@ class Memory:
             if nodeid in self.quarantined or known.score(nodeid) < q.threshold or nodeid in listed:
                 continue
             agg = known[nodeid]
-            if agg.runs - agg.skipped < MIN_RUNS:
+            if agg.runs - agg.skipped < MIN_RUNS or flips_of_recent(agg, WINDOW) < MIN_FLIPS:
                 continue
             state = states.get(nodeid)
             if state is not None and state.decision == "release" and not _failed_since(agg, state.at):
                 continue  # released, and clean since: its score is still falling
-            failed, of = failed_of_recent(agg, 40)
+            failed, of = failed_of_recent(agg, WINDOW)
             self._quarantine(
                 nodeid, f"score {agg.score:.2f} over the threshold {q.threshold:g} "
                 f"(failed {failed} of its last {of} runs)", None,
