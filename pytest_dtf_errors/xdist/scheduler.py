@@ -347,8 +347,10 @@ class DtfScheduling:
         option = getattr(self.config, "option", None)
         reorder = self.mode != "load" and getattr(option, "loadscopereorder", True)
         expected = self.expected
-        if expected is not None and (reorder or self.mode == "load"):
-            ordered.sort(key=lambda kv: -sum(expected[i] for i in kv[1]))  # LPT: the longest first
+        if expected is not None and self.mode == "load":
+            ordered.sort(key=lambda kv: -expected[kv[1][0]])  # LPT: the longest first (a unit is one test)
+        elif expected is not None and reorder:
+            ordered.sort(key=lambda kv: -sum(map(expected.__getitem__, kv[1])))  # the longest scope first
         elif reorder:
             ordered.sort(key=lambda kv: -len(kv[1]))  # the largest scope first, as xdist does
         for (req, _), unit in ordered:
@@ -360,10 +362,14 @@ class DtfScheduling:
         known = self.durations
         if known is None:
             return None
-        seen = [max(0.0, known.duration(n)) if n in known else None for n in nodeids]
+        duration = known.duration
+        seen = [duration(n) if n in known else None for n in nodeids]
         values = [s for s in seen if s is not None]
         if not values:
             return None
+        if min(values) < 0:
+            values = [max(0.0, s) for s in values]
+            seen = [None if s is None else max(0.0, s) for s in seen]
         median = statistics.median(values)
         return [median if s is None else s for s in seen]
 
