@@ -1,7 +1,8 @@
-"""In-process retries, for runs without xdist (no ``-n``, or ``-p no:xdist``).
+"""In-process retries and repeats, for runs without xdist (no ``-n``, or ``-p no:xdist``).
 
 The same session decides (``session.attempts``); retries run in this process. A retry without a
-delay runs at once; one with a delay runs after the other tests instead of
+delay runs at once, and so do a repeated test's runs (``--dtf-repeat``, a new test's extra runs),
+one after another; one with a delay runs after the other tests instead of
 sleeping, and only sleeps what is left of its delay when nothing else is left.
 A retry goes through pytest's own ``pytest_runtest_protocol`` call, so every
 plugin that wraps a test's protocol (pytest-timeout's timer, faulthandler)
@@ -54,14 +55,16 @@ class LocalRunner:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.attempts.collected(item.nodeid for item in session.items)
+        if self.attempts.repeats.active:  # a run after the loop (a peer's test) finds its item
+            self.items.update((item.nodeid, item) for item in session.items)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
         if self._retrying:
             return None
         settings = self.attempts.settings
-        if not settings.retry or settings.peer:
-            return None  # nothing to retry here: pytest (or the peer plugin) runs it
+        if not (settings.retry or self.attempts.repeats.active) or settings.peer:
+            return None  # nothing to retry or repeat here: pytest (or the peer plugin) runs it
         if settings.peer_installed and item.get_closest_marker("flaky") is not None:
             return None  # @pytest.mark.flaky belongs to its plugin
         self.items[item.nodeid] = item

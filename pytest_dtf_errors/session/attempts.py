@@ -28,6 +28,7 @@ from .breaker import Evidence, PatternBreaker, PatternStats, breaker_key, leaves
 from .decide import CategoryResult, Effect, Facts, decide, describe_where, effects
 from .plan import RetryPlan
 from .poison import PoisonBook, Poisoning, Role
+from .repeats import Repeats, RepeatState, rate_text, runs_listed, tally
 from .workers import WorkerBook
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class Attempts:
         self.poison = PoisonBook()  # workers a sticky GPU error poisoned: culprits and victims
         ledger.poisonings = self.poison.poisonings
         self.waiting: set[str] = set()  # retries promised, not started
+        self.repeats = Repeats(settings, self.workers)  # --dtf-repeat and new tests' extra runs
         # quarantine and restart take effect where the work is placed (the xdist side)
         self.on_quarantine: Callable[[str], None] | None = None
         self.on_restart: Callable[[str, str], None] | None = None
@@ -113,6 +115,7 @@ class Attempts:
     def collected(self, nodeids: Iterable[str]) -> None:
         ids = list(nodeids)
         self.ledger.collected(ids)
+        self.repeats.start(ids, self.known, self.dispatcher is not None and not self.dist_each)
         if self.ledger.retry_budget is None:
             if self.settings.retry_budget is not None:
                 self.ledger.retry_budget = self.settings.retry_budget
@@ -158,9 +161,14 @@ class Attempts:
                 att.outcome = "skipped"
         elif when == "call":
             att.call_passed = True
-            if att.attempt > 1 and self._failed_before(nodeid, att) and not self.dist_each:
-                marks.mark(report, "dtf_flaky" if self._victim(nodeid) is None else "dtf_victim")
-                own = True
+            if att.attempt > 1 and not self.dist_each:
+                if self.repeats.active and self.repeats.repeating(nodeid):
+                    if self.repeats.hides(nodeid):  # a new test's passing extra run: counted once
+                        marks.mark(report, "dtf_hidden")
+                        own = True
+                elif self._failed_before(nodeid, att):
+                    marks.mark(report, "dtf_flaky" if self._victim(nodeid) is None else "dtf_victim")
+                    own = True
         if when == "teardown" or when == "???":
             running.pop(nodeid, None)
             self._close(nodeid, att)
@@ -214,6 +222,8 @@ class Attempts:
         att.finished = time.time()
         if att.decision is not None and att.decision.retry:
             return  # a retry is on its way; no final outcome yet
+        if self.repeats.active and self._close_repeated(nodeid, att):
+            return
         if self.dist_each:
             # every worker's run is an attempt, closed in any order: failed on any worker is failed
             attempts = self.ledger.test(nodeid).attempts
@@ -247,6 +257,120 @@ class Attempts:
         else:
             self.ledger.finalize(nodeid, "passed")
 
+    # -- repeated runs (session.repeats) ------------------------------------------
+    def _close_repeated(self, nodeid: str, att: Attempt) -> bool:
+        """A run of a repeated test (or a new test's first) ended: send the runs that may go
+        now, end the test once every run has. False: the test ends as any other."""
+        rep = self.repeats
+        state = rep.states.get(nodeid)
+        if state is None:
+            kind = rep.kind(nodeid)
+            if kind is None or att.outcome == "skipped":
+                return False  # a skipped test is not run again
+            if kind == "new":
+                return self._new_first(nodeid, att)
+            state = rep.begin_repeat(att)
+        else:
+            rep.ended(state, att.node)
+        self._send_runs(state)
+        return True
+
+    def _send_runs(self, state: RepeatState) -> None:
+        if not state.done:
+            assert self.dispatcher is not None  # Repeats.start: no dispatcher, no repeats
+            for plan in self.repeats.next_plans(state):
+                self.dispatcher.add_retry(plan)
+        if state.done:
+            self._end_repeated(state)
+
+    def _new_first(self, nodeid: str, att: Attempt) -> bool:
+        """A new test's first run ended (its retries included): repeat a pass, fail a pass
+        that needed a retry as new flaky."""
+        rec = self.ledger.test(nodeid)
+        if att.outcome == "passed" and att.attempt == 1:
+            state, wanted = self.repeats.begin_new(att)
+            if state is not None:
+                self._send_runs(state)
+                return True
+            why = "the cap on new tests' share of the session's time" if wanted else (
+                f"its first run took {att.duration:.0f} s (extra runs are for tests under 5 min)"
+            )
+            rec.repeat = tally("new", rec.attempts, 1, wanted=wanted, first_duration=att.duration,
+                               note=f"not repeated: {why}")
+            return False
+        if att.outcome == "passed" and self._failed_before(nodeid, att) and self._victim(nodeid) is None:
+            # retries must not hide a new test's flakiness
+            rec.repeat = tally("new", rec.attempts, len(rec.attempts), repeats=0, wanted=0,
+                               first_duration=rec.attempts[0].duration, note="failed, then passed on a retry")
+            self._recovered(nodeid, att)
+            self._suspects(nodeid, att)
+            self._retry_resolved(nodeid)
+            self.fail_final(nodeid, "failed", self._new_flaky_reason(rec.attempts), att)
+            return True
+        if att.failed:
+            rec.repeat = tally("new", rec.attempts, len(rec.attempts), repeats=0, wanted=0,
+                               first_duration=rec.attempts[0].duration, note="not repeated: it failed")
+        return False
+
+    @staticmethod
+    def _new_flaky_reason(attempts: list[Attempt]) -> str:
+        runs = [a for a in attempts if a.phase != "interrupted"]
+        failed = sum(1 for a in runs if a.failed)
+        return (
+            f"new flaky: a test the history has not seen failed {failed} of its {len(runs)} runs "
+            f"({runs_listed(runs)})"
+        )
+
+    def _end_repeated(self, state: RepeatState, cut: str | None = None, short: str = "error", emit: bool = True) -> None:
+        """Every run of a repeated test ended (or ``cut``: the rest never will): its final outcome.
+
+        A failed run fails the test: under ``--dtf-repeat`` as the failed runs
+        showed it (every run is counted); a new test as "new flaky", counted once.
+        Runs that were asked and never ran fail it too (``short``: error, or
+        skipped when the session was stopped), saying why.
+        """
+        nodeid = state.nodeid
+        rec = self.ledger.test(nodeid)
+        runs = [a for a in rec.attempts if a.phase != "interrupted"]
+        why = cut or state.lost_reason
+        missing = len(runs) < state.planned
+        note = f"{len(runs)} of {state.planned} runs ran: {why}" if missing and why else None
+        rec.repeat = tally(state.kind, rec.attempts, state.planned, wanted=state.wanted,
+                           first_duration=state.first_duration, note=note)
+        repeat = rec.repeat
+        failed, passed = repeat["failed"], repeat["passed"]
+        if state.kind == "new" and failed:
+            reason = self._new_flaky_reason(rec.attempts)
+            self.ledger.finalize(nodeid, "failed", reason)
+            # counted once, as the failed run that shows the attempts
+            self._uncount(nodeid, ("passed",), keep=0)
+            self._uncount(nodeid, ("failed",), keep=1)
+            if state.failed_report is not None:
+                state.failed_report.sections.append(("dtf: new flaky", reason))
+            return
+        head = f"--dtf-repeat {state.planned}" if state.kind == "repeat" else "new test"
+        if failed:
+            outcome = "failed" if any(a.outcome == "failed" for a in runs) else "error"
+            self.ledger.finalize(nodeid, outcome, f"{head}: {failed} of {failed + passed} runs failed; {rate_text(repeat)}")
+        elif missing:
+            reason = f"{head}: only {note or f'{len(runs)} of {state.planned} runs ran'}"
+            self.ledger.finalize(nodeid, short, reason)
+            if emit:
+                if state.kind == "new":
+                    self._uncount(nodeid, ("passed",), keep=0)  # counted once, as its final
+                self.emit(nodeid, "skipped" if short == "skipped" else "failed", reason,
+                          when="call" if short in ("failed", "skipped") else "setup")
+        elif not passed:
+            self.ledger.finalize(nodeid, "skipped")
+        else:
+            self.ledger.finalize(nodeid, "passed", f"{head}: passed all {passed} runs")
+
+    def _cut_repeats(self, reason: str, outcome: str, emit: bool) -> None:
+        """The session ends with runs still asked: the tests they belong to end now."""
+        for state in self.repeats.unfinished():
+            if self.ledger.test(state.nodeid).final is None:
+                self._end_repeated(state, reason, outcome, emit)
+
     # -- a failed attempt -------------------------------------------------------
     def _failed(self, att: Attempt, report: pytest.TestReport) -> None:
         """Record the failure, classify it, decide, and act on the plan."""
@@ -260,8 +384,10 @@ class Attempts:
             # the test passed, then its worker died (in its teardown): the crash is the
             # attempt's outcome (retried as any crash), and the terminal's count of the
             # passed call is taken back: the test is counted once. Not asked for, xdist's
-            # own count stands (the passed call and a failed crash).
-            self._uncount(nodeid, ("passed", "flaky"), keep=0)
+            # own count stands (the passed call and a failed crash). A repeated test's
+            # other runs keep theirs: only this run's pass is taken back.
+            keep = -1 if self.repeats.active and self.repeats.repeating(nodeid) else 0
+            self._uncount(nodeid, ("passed", "flaky"), keep=keep)
         att.phase = phase
         # a crash is a failure, as xdist reports it; a setup or teardown failure an error
         att.outcome = "failed" if phase in ("call", "crash") else "error"
@@ -273,6 +399,13 @@ class Attempts:
         facts = self._facts(nodeid, att, report, phase, stats, role)
         plan = decide(nodeid, att.attempt, att.node, result, facts)
         self.config.hook.pytest_dtf_retry_decision(plan=plan, error=error, config=self.config)
+        if self.repeats.active:
+            why = self.repeats.final_failure(nodeid)
+            if why is not None:  # a repeat's run is a sample: retrying it would hide the failure
+                plan.veto(why)
+                state = self.repeats.states.get(nodeid)
+                if state is not None and state.failed_report is None:
+                    state.failed_report = report
         plan.promise()
         if plan.retry and plan.reason.endswith(f"retry {att.attempt}"):
             plan.reason += f", {describe_where(plan)}"
@@ -336,7 +469,7 @@ class Attempts:
             self.workers.node(att.node).crashes += 1
         key = self._breaker_key(att)
         stats = self.breaker.failed(key, att.pattern, nodeid)
-        if att.attempt > 1:
+        if att.attempt > 1 and not (self.repeats.active and self.repeats.repeating(nodeid)):
             self.breaker.retry_failed(stats)
             self._retry_resolved(nodeid)
         # before deciding: the failure that trips the breaker is itself not retried
@@ -537,6 +670,12 @@ class Attempts:
     # -- final outcomes made up here ------------------------------------------------------
     def retry_unplaceable(self, nodeid: str, reason: str) -> None:
         """A promised retry can no longer be placed: the test fails, saying why."""
+        state = self.repeats.states.get(nodeid) if self.repeats.active else None
+        if state is not None:  # a repeat's run: this one and the rest will not run
+            self.repeats.unplaced(state, reason)
+            if state.done:
+                self._end_repeated(state)
+            return
         self.waiting.discard(nodeid)
         rec = self.ledger.test(nodeid)
         last = rec.attempts[-1] if rec.attempts else None
@@ -624,6 +763,8 @@ class Attempts:
                 att.decision = RetryPlan.final(att.nodeid, att.attempt, att.node, f"interrupted: {reason}")
                 att.finished = time.time()
         self.open.clear()
+        if self.repeats.active:
+            self._cut_repeats(reason, outcome, emit=True)
         for nodeid in self.ledger.unfinished():
             rec = self.ledger.test(nodeid)
             if rec.attempts:
@@ -643,6 +784,8 @@ class Attempts:
                 att.finished = time.time()
                 self.ledger.finalize(nodeid, "error", f"interrupted: {reason}")
         self.open.clear()
+        if self.repeats.active:
+            self._cut_repeats(reason, outcome, emit=False)
         for nodeid in self.ledger.unfinished():
             self.ledger.finalize(nodeid, outcome, f"not run: {reason}")
 
