@@ -191,7 +191,7 @@ def test_known_flaky_needs_flips_not_one_break() -> None:
     assert [a.kind for a in annotate_failure(broke)] == ["failing_since"]
     flaky = agg_of("PPKPF")
     assert flaky is not None and flips_of_recent(flaky, 40) == 2
-    assert [a.kind for a in annotate_failure(flaky)][0] == "known_flaky"
+    assert next(a.kind for a in annotate_failure(flaky)) == "known_flaky"
     # the window: the flip into it counts, the ones before it do not
     assert flips_of_recent(agg_of("KKPP") or broke, 2) == 0
     assert flips_of_recent(agg_of("PFPP") or broke, 2) == 1
