@@ -10,6 +10,8 @@ import pytest
 from conftest import MODES, load_report, outcomes, run
 from test_repeat_e2e import COUNTING, SUMMARY_CONFTEST, by_name, runs_of
 
+from pytest_dtf_errors.report import validate
+
 KNOWN = COUNTING + '''
 def test_old1():
     count("old1")
@@ -55,7 +57,9 @@ def test_new_tests_run_again_and_a_flaky_one_fails_the_session(recorded, mode):
     assert result.ret == 1, result.stdout.str()
     # the extra runs are not counted: one outcome per test, the flaky one as failed
     assert outcomes(result) == {"failed": 1, "passed": 3}
-    tests = by_name(load_report(p.path / "r.json"))
+    report = load_report(p.path / "r.json")
+    validate(report)
+    tests = by_name(report)
     half, ok = tests["test_new_half"], tests["test_new_ok"]
     assert half["outcome"] == "failed" and half["reason"].startswith("new flaky: ")
     assert "failed 5 of its 11 runs" in half["reason"]
