@@ -69,7 +69,8 @@ class LocalRunner:
             return None  # @pytest.mark.flaky belongs to its plugin
         self.items[item.nodeid] = item
         self._run(item, nextitem, attempt=1)
-        while self.now:
+        session = item.session
+        while self.now and not (session.shouldfail or session.shouldstop):  # -x stops the runs too
             self._retry(self.now.pop(0), nextitem)
         return True
 

@@ -170,3 +170,30 @@ def test_other():
     assert crash["patterns"][0]["category"] == "worker_crashed"
     assert (other["runs"], other["passed"]) == (6, 6)
     assert tests["test_other"]["outcome"] == "passed"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stopped_session_ends_the_runs_left_with_the_reason(project, mode):
+    p = project(COUNTING + '''
+import time
+
+def test_breaks():
+    time.sleep(0.05)
+    assert count("breaks") != 1
+
+def test_slow():
+    count("slow")
+    time.sleep(0.2)
+''')
+    result = run(p, "--dtf-repeat", "10", "-x", "--dtf-report", "r.json", *MODES[mode])
+    assert result.ret != 0
+    tests = by_name(load_report(p.path / "r.json"))
+    breaks, slow = tests["test_breaks"], tests["test_slow"]
+    assert breaks["outcome"] == "failed" and breaks["repeat"]["failed"] == 1
+    assert breaks["repeat"]["runs"] < 10 and "of 10 runs ran: " in breaks["repeat"]["note"]
+    assert slow["outcome"] == "skipped", slow
+    if mode == "xdist":  # it ran beside: its runs left are cut
+        assert slow["repeat"]["verdict"] == "cut short" and slow["repeat"]["runs"] < 10
+        assert f"only {slow['repeat']['runs']} of 10 runs ran: " in slow["reason"]
+    else:  # in-process it never started
+        assert "repeat" not in slow and not runs_of(p, "slow")

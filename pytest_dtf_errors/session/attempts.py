@@ -5,7 +5,9 @@ closes attempts, asks the engine and ``decide`` about each failed one, lets
 the ``pytest_dtf_retry_decision`` hook edit the plan, hands a promised retry
 to the dispatcher (the xdist scheduler or the in-process runner), and gives
 every test its one final outcome, making up a report for the tests that end
-without running (cancelled, unplaceable, never run).
+without running (cancelled, unplaceable, never run). A repeated test
+(``--dtf-repeat``, a new test's extra runs: ``session.repeats``) gets its
+runs sent the same way, and its outcome once they have all ended.
 """
 
 from __future__ import annotations
@@ -672,15 +674,23 @@ class Attempts:
         """A promised retry can no longer be placed: the test fails, saying why."""
         state = self.repeats.states.get(nodeid) if self.repeats.active else None
         if state is not None:  # a repeat's run: this one and the rest will not run
-            self.repeats.unplaced(state, reason)
+            stop = self._stopping()
+            self.repeats.unplaced(state, f"session stopped: {stop}" if stop else reason)
             if state.done:
-                self._end_repeated(state)
+                self._end_repeated(state, short="skipped" if stop else "error")
             return
         self.waiting.discard(nodeid)
         rec = self.ledger.test(nodeid)
         last = rec.attempts[-1] if rec.attempts else None
         outcome = "failed" if last is None or last.outcome == "failed" else "error"
         self.fail_final(nodeid, outcome, f"retry could not run: {reason}", last)
+
+    def _stopping(self) -> str | None:
+        """Why pytest is stopping the session (``-x``, ``--maxfail``), if it is: then the workers
+        shut down and what was still to run cannot be placed."""
+        session = self.config.pluginmanager.getplugin("session")
+        stop = getattr(session, "shouldfail", None) or getattr(session, "shouldstop", None)
+        return str(stop) if stop else None
 
     def fail_final(self, nodeid: str, outcome: str, reason: str, last: Attempt | None = None) -> None:
         """Give ``nodeid`` its final ``outcome`` with a synthetic report saying why."""
