@@ -166,9 +166,11 @@ def test_start_finds_the_new_tests_and_the_session_time():
 
 @pytest.mark.parametrize(("settings_", "known", "dispatch", "off"), [
     (Settings(), None, True, None),  # no history
-    (Settings(), index({}), True, "the history is empty"),
+    (Settings(), index({}), True, "early flake detection is off: the history is empty"),
     (Settings(new_test_repeats=0), index({"a": 1.0}), True, None),
-    (Settings(), index({"a": 1.0}), False, None),  # nothing can run again (xdist's own scheduler)
+    # nothing can run a test again (--dist each)
+    (Settings(), index({"a": 1.0}), False, "early flake detection is off: under --dist each"),
+    (Settings(), index({}), False, None),
 ])
 def test_when_early_flake_detection_is_off(settings_, known, dispatch, off):
     rep = Repeats(settings_, book("gw0"))
@@ -176,6 +178,17 @@ def test_when_early_flake_detection_is_off(settings_, known, dispatch, off):
     assert not rep.active and rep.kind("new") is None
     assert (rep.off or "").startswith(off or "")
     assert bool(rep.off) == bool(off)
+
+
+@pytest.mark.parametrize("collected", [True, False])  # under --dist each the collection never comes
+def test_dtf_repeat_under_dist_each_says_it_is_off(collected):
+    rep = Repeats(Settings(repeat=3), book("gw0"))
+    if collected:
+        rep.start(["a"], None, can_dispatch=False)
+    assert not rep.active
+    assert summary_lines(Ledger(), rep) == [
+        "dtf: --dtf-repeat is off: under --dist each (or xdist's own scheduler) no test is run again"
+    ]
 
 
 def test_dtf_repeat_repeats_every_test_and_never_retries():

@@ -42,6 +42,7 @@ SESSION_FLOOR = 10.0
 MIN_RUN_SECONDS = 0.001  # what a run costs the cap at least (a 0 s test is not free)
 LISTED_RUNS = 20  # runs a new flaky test's reason lists one by one
 LISTED_TESTS = 20  # repeated tests the summary lists one by one without -v
+NO_DISPATCH = "under --dist each (or xdist's own scheduler) no test is run again"
 
 
 def wilson_interval(passed: int, runs: int, z: float = Z95) -> tuple[float, float]:
@@ -165,16 +166,17 @@ class Repeats:
 
     ``start`` (at collection) turns it on: ``active`` is False for a session
     with neither ``--dtf-repeat`` nor early flake detection, and every hot
-    path checks that one bool first. ``off`` says why early flake detection
-    is off when the user may wonder (an empty history).
+    path checks that one bool first. ``off`` is a line saying why repeats
+    asked for (or expected: a history in use) are off.
     """
 
-    __slots__ = ("active", "cap", "new", "off", "repeat", "settings", "states", "workers")
+    __slots__ = ("active", "cap", "new", "off", "repeat", "settings", "started", "states", "workers")
 
     def __init__(self, settings: Settings, workers: WorkerBook) -> None:
         self.settings = settings
         self.workers = workers
         self.active = False
+        self.started = False  # the collection came (not under --dist each: xdist's own scheduler)
         self.repeat = 0  # --dtf-repeat N: every test runs N times
         self.new: frozenset[str] = frozenset()  # collected tests the history has never seen
         self.cap: Cap | None = None
@@ -183,13 +185,18 @@ class Repeats:
 
     def start(self, nodeids: Sequence[str], known: TestIndex | None, can_dispatch: bool) -> None:
         """The collection is known: decide what repeats this session."""
-        if not can_dispatch:
-            return  # no dispatcher (xdist's own scheduler, --dist each): nothing can run again
+        self.started = True
         s = self.settings
+        detect = not s.repeat and known is not None and s.new_test_repeats != 0
+        if not can_dispatch:  # no dispatcher (--dist each, xdist's own scheduler): nothing runs again
+            if s.repeat or (detect and known):
+                what = "--dtf-repeat" if s.repeat else "early flake detection"
+                self.off = f"{what} is off: {NO_DISPATCH}"
+            return
         self.repeat = s.repeat
-        if not self.repeat and known is not None and s.new_test_repeats != 0:
+        if detect and known is not None:
             if not len(known):
-                self.off = "the history is empty: this run's tests are its first, none is repeated"
+                self.off = "early flake detection is off: the history is empty: this run's tests are its first, none is repeated"
             else:
                 self.new = frozenset(n for n in nodeids if n not in known)
                 base = sum(max(0.0, known.duration(n)) for n in nodeids if n in known)
@@ -306,7 +313,7 @@ class Repeats:
         if self.repeat:
             return {"kind": "repeat", "runs_per_test": self.repeat}
         if self.off is not None:
-            return {"kind": "new", "off": self.off}
+            return {"kind": "repeat" if self.settings.repeat else "new", "off": self.off}
         if self.cap is None:
             return None
         cap = self.cap
@@ -438,7 +445,9 @@ def summary_lines(ledger: Ledger, repeats: Repeats, verbose: int = 0) -> list[st
     """The terminal's lines for the session's repeats; [] when nothing repeated."""
     out: list[str] = []
     if repeats.off is not None:
-        out.append(f"dtf: early flake detection is off: {repeats.off}")
+        out.append(f"dtf: {repeats.off}")
+    elif not repeats.started and repeats.settings.repeat:
+        out.append(f"dtf: --dtf-repeat is off: {NO_DISPATCH}")
     recs = [r for r in ledger if r.repeat is not None]
     if not recs:
         return out
