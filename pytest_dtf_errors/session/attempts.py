@@ -716,7 +716,7 @@ class Attempts:
 
     def _uncount(self, nodeid: str, categories: tuple[str, ...], keep: int) -> None:
         """Take back from the terminal's counts the reports of ``nodeid`` in ``categories``
-        beyond its first ``keep``: the final line counts what the reports count."""
+        beyond its first ``keep`` (-1: only its last): the final line counts what the reports count."""
         tr = self.config.pluginmanager.getplugin("terminalreporter")
         stats = getattr(tr, "stats", None)
         if not isinstance(stats, dict):
