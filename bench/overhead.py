@@ -1,11 +1,14 @@
 """Overhead benchmark: 2,000 trivially passing tests at -n 2, with and without the plugin.
 
     .venv/bin/python bench/overhead.py [--repeat 7] [--tests 2000] [--json out.json] [--phases]
-                                       [--loaded] [--no-compile]
+                                       [--loaded | --history] [--no-compile]
 
 Compares ``--dtf-retry`` (the plugin active, retries on) against
 ``-p no:dtf_errors`` (the plugin not loaded); ``--loaded`` compares the
-plugin loaded but not asked (no dtf option) instead. pytest-rerunfailures, flaky and
+plugin loaded but not asked (no dtf option) instead; ``--history`` compares
+``--dtf-retry`` without a history against ``--dtf-retry --dtf-history FILE``
+(read at start and written at the end of every run, so the file grows by a
+run each time). pytest-rerunfailures, flaky and
 pytest-retry are disabled in both. The two configurations alternate
 (off on off on ...; the order flips every other round) ``--repeat`` times;
 the table shows every run, the median and the ratio of the medians. Figures
@@ -68,9 +71,16 @@ def make_suite(root: Path, n: int) -> Path:
     return suite
 
 
-def configs(loaded: bool = False) -> list[Config]:
-    """``-p no:dtf_errors`` against ``--dtf-retry``, or (``loaded``) against the plugin loaded, not asked."""
+def configs(loaded: bool = False, history: Path | None = None) -> list[Config]:
+    """``-p no:dtf_errors`` against ``--dtf-retry``, or (``loaded``) against the plugin loaded, not asked;
+    or (``history``) ``--dtf-retry`` against ``--dtf-retry`` with a history file."""
     base = ["-n", "2", "-q", "-p", "no:cacheprovider"]
+    if history is not None:
+        retry = base + only("dtf_errors") + ["--dtf-retry"]
+        return [
+            Config("off", "--dtf-retry", retry),
+            Config("on", "--dtf-retry --dtf-history", [*retry, f"--dtf-history={history}"]),
+        ]
     on = (Config("on", "loaded, not asked", base + only("dtf_errors")) if loaded
           else Config("on", "--dtf-retry", base + only("dtf_errors") + ["--dtf-retry"]))
     return [
@@ -90,6 +100,8 @@ def main() -> int:
                         help="remove the plugin's bytecode instead of compiling it first")
     parser.add_argument("--loaded", action="store_true",
                         help="compare the plugin loaded but not asked (no --dtf-retry) instead")
+    parser.add_argument("--history", action="store_true",
+                        help="compare --dtf-retry without and with a history file instead")
     args = parser.parse_args()
     compile_plugin(remove=args.no_compile)
 
@@ -102,7 +114,7 @@ def main() -> int:
           f"Python {info['python']}; {info['date']}")
     print(f"suite dir: {suite}")
 
-    off, on = configs(args.loaded)
+    off, on = configs(args.loaded, root / "history.sqlite" if args.history else None)
     phases_log = root / "phases.log"
     envs: dict[str, dict[str, str]] = {"off": {}, "on": {}}
     if args.phases:
