@@ -375,6 +375,7 @@ class DtfSession:
             "xdist_version": ver("pytest-xdist"),
             "args": [str(a) for a in self.config.invocation_params.args],
             "exit_status": exitstatus,
+            "repeats": self.attempts.repeats.session_info(),
             "collection_errors": [
                 {"nodeid": nodeid, "message": message}
                 for nodeid, message in self.collection_errors.items()
@@ -384,7 +385,15 @@ class DtfSession:
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         ledger = self.attempts.ledger
-        if ledger.quiet():
+        repeats = self.attempts.repeats
+        extra: list[str] = []
+        asked = repeats.settings.repeat or repeats.settings.new_test_repeats is not None
+        # why they are off is said when they were asked for (a first run's empty history is no news)
+        if repeats.active or (asked and (repeats.off is not None or repeats.settings.repeat)):
+            from .session.repeats import summary_lines
+
+            extra = summary_lines(ledger, repeats, verbose=self.config.option.verbose)
+        if ledger.quiet() and not extra and not (self.memory is not None and self.memory.events):
             return
         from .report import write_summary
 
@@ -395,6 +404,7 @@ class DtfSession:
             verbose=self.config.option.verbose,
             budget=ledger.retry_budget,
             history=self.memory.history_section() if self.memory is not None else None,
+            extra=extra,
         )
 
 

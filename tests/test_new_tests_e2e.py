@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import MODES, load_report, outcomes, run
-from test_repeat_e2e import COUNTING, SUMMARY_CONFTEST, by_name, runs_of
+from test_repeat_e2e import COUNTING, by_name, runs_of
 
 from pytest_dtf_errors.report import validate
 
@@ -36,7 +36,6 @@ def recorded(pytester: pytest.Pytester):
     with ``new_tests`` added as test_new.py and the run counters reset."""
 
     def make(new_tests: str, toml: str = "") -> pytest.Pytester:
-        pytester.makeconftest(SUMMARY_CONFTEST)
         if toml:
             pytester.makepyprojecttoml(toml)
         pytester.makepyfile(test_known=KNOWN)
@@ -84,21 +83,27 @@ def test_new_tests_run_again_and_a_flaky_one_fails_the_session(recorded, mode):
     ])
     assert result.stdout.str().count("FAILED test_new.py::test_new_half") == 1
     result.stdout.fnmatch_lines([
-        "REPEATS| dtf: early flake detection: 2 new tests (not in the history), 2 ran again (20 extra runs); 1 new flaky",
-        "REPEATS|   NEW FLAKY test_new.py::test_new_half: 6 of 11 runs passed*",
-        "REPEATS| dtf: new tests' extra runs are capped at 20 % of the session's time: 2.0 s of 10.0 s, * s used",
+        "dtf: early flake detection: 2 new tests (not in the history), 2 ran again (20 extra runs); 1 new flaky",
+        "  NEW FLAKY test_new.py::test_new_half: 6 of 11 runs passed*",
+        "dtf: new tests' extra runs are capped at 20 % of the session's time: 2.0 s of 10.0 s, * s used",
     ])
 
 
 def test_an_empty_history_repeats_nothing(pytester: pytest.Pytester):
-    pytester.makeconftest(SUMMARY_CONFTEST)
     pytester.makepyfile(test_new=NEW)
     result = run(pytester, "--dtf-history", "h.sqlite", "-n", "2", "--dtf-report", "r.json")
     assert result.ret == 0, result.stdout.str()  # test_new_half's one run is its even run
     assert outcomes(result) == {"passed": 2}
     assert len(runs_of(pytester, "new_ok")) == len(runs_of(pytester, "new_half")) == 1
     assert all(t.get("repeat") is None for t in load_report(pytester.path / "r.json")["tests"])
-    result.stdout.fnmatch_lines(["REPEATS| dtf: early flake detection is off: the history is empty*"])
+    assert "dtf error summary" not in result.stdout.str()  # a first run's empty history is no news
+    # asked for, it says why nothing ran again
+    for counter in pytester.path.glob("runs-*"):
+        counter.unlink()
+    result = run(pytester, "--dtf-history", "h2.sqlite", "-n", "2", "--dtf-new-test-repeats", "3")
+    assert result.ret == 0, result.stdout.str()
+    assert len(runs_of(pytester, "new_ok")) == 1
+    result.stdout.fnmatch_lines(["dtf: early flake detection is off: the history is empty*"])
 
 
 def test_zero_new_test_repeats_turns_it_off(recorded):
@@ -133,7 +138,7 @@ def test_new_slowish():
     assert rep["wanted"] == 10 and 1 <= rep["repeats"] <= 2
     assert len(runs_of(p, "slowish")) == rep["runs"] == 1 + rep["repeats"]
     result.stdout.fnmatch_lines([
-        ("REPEATS| dtf: new tests' extra runs are capped at 1 % of the session's time: 0.1 s of 10.0 s, "
+        ("dtf: new tests' extra runs are capped at 1 % of the session's time: 0.1 s of 10.0 s, "
          "* s used; it cut 1 test: test_new.py::test_new_slowish (* of 10)"),
     ])
 

@@ -23,18 +23,6 @@ def count(name):
         return n
 '''
 
-# what the lead's terminal summary shows, printed with a prefix so these tests read the
-# text function's own lines on a real session
-SUMMARY_CONFTEST = '''
-from pytest_dtf_errors.plugin import ATTEMPTS
-from pytest_dtf_errors.session.repeats import summary_lines
-
-def pytest_terminal_summary(terminalreporter, config):
-    attempts = config.stash.get(ATTEMPTS, None)
-    if attempts is not None:
-        for line in summary_lines(attempts.ledger, attempts.repeats):
-            terminalreporter.write_line("REPEATS| " + line)
-'''
 
 HALF_AND_STABLE = COUNTING + '''
 def test_half():
@@ -49,7 +37,6 @@ def test_stable():
 @pytest.fixture
 def project(pytester: pytest.Pytester):
     def make(tests: str) -> pytest.Pytester:
-        pytester.makeconftest(SUMMARY_CONFTEST)
         pytester.makepyfile(test_suite=tests)
         return pytester
 
@@ -99,10 +86,10 @@ def test_half_failing_test_gets_its_pass_rate_and_patterns(project, mode):
     else:
         assert runs_of(p, "half") == ["local"] * 10 and rep["nodes"] == {"local": 10}
     result.stdout.fnmatch_lines([
-        "REPEATS| dtf: --dtf-repeat 10: 2 tests, 20 runs on * worker*; 1 failed at least one run",
-        ("REPEATS|   test_suite.py::test_half: 5 of 10 runs passed, pass rate 50 % (95 % interval 24 %-76 %)*"
+        "dtf: --dtf-repeat 10: 2 tests, 20 runs on * worker*; 1 failed at least one run",
+        ("  test_suite.py::test_half: 5 of 10 runs passed, pass rate 50 % (95 % interval 24 %-76 %)*"
          "failures: 5 x test_assertion_error (pattern *)"),
-        "REPEATS|   test_suite.py::test_stable: 10 of 10 runs passed, pass rate 100 % (95 % interval 72 %-100 %)*",
+        "  test_suite.py::test_stable: 10 of 10 runs passed, pass rate 100 % (95 % interval 72 %-100 %)*",
     ])
 
 

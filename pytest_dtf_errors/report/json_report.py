@@ -108,7 +108,8 @@ def summary_counts(ledger: Ledger, tests: list[dict[str, Any]] | None = None) ->
         "attempts": attempts,
         # retries: attempts beyond each test's first; budget_used: what counted
         # against --dtf-retry's budget (a crash re-run may not).
-        "retries": 0 if ledger.runs_per_worker else sum(rec.retries for rec in ledger),
+        # (a repeated test's runs are not retries: tests[].repeat counts them)
+        "retries": 0 if ledger.runs_per_worker else sum(rec.retries for rec in ledger if rec.repeat is None),
         "budget": ledger.retry_budget,
         "budget_note": ledger.budget_note,
         "budget_used": ledger.retries_used,
@@ -215,6 +216,8 @@ def _run_dict(ledger: Ledger, run_info: Mapping[str, Any], end: float) -> dict[s
         # pytest's exit status when the report was written (None: not given)
         "exit_status": _exit_status(run_info.get("exit_status")),
         "collection_errors": len(_collection_errors(run_info)),
+        # --dtf-repeat or early flake detection: the runs per test, or the cap (session.repeats)
+        "repeats": _jsonable(run_info.get("repeats")),
     }
 
 

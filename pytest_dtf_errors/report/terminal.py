@@ -49,11 +49,14 @@ def write_summary(
     verbose: int,
     budget: int | None,
     history: Mapping[str, Any] | None = None,
+    extra: Sequence[str] = (),
 ) -> None:
-    """Write the "dtf error summary" section to pytest's terminal reporter, if any."""
+    """Write the "dtf error summary" section to pytest's terminal reporter, if any;
+    ``extra`` lines (the repeats') end it, and are shown in a run with nothing else to say."""
     tw = getattr(terminalreporter, "_tw", None)
     width = getattr(tw, "fullwidth", None) or DEFAULT_WIDTH
     lines = summary_lines(ledger, patterns, verbose=verbose, budget=budget, width=width, history=history)
+    lines += [(line, {}) for line in extra]
     if not lines:
         return
     terminalreporter.write_sep("=", SECTION_TITLE)
@@ -349,7 +352,12 @@ def _test_block(
     for t in shown:
         attempts = t.get("attempts") or []
         head = f"  {t.get('nodeid')}: {len(attempts)} attempt{'s' * (len(attempts) != 1)}"
-        if not full:
+        repeat = t.get("repeat")
+        if repeat and not full:  # its runs, summed up: a trail of 50 runs says less
+            from ..session.repeats import describe
+
+            out.append((_clip(f"  {t.get('nodeid')}: {describe(repeat)}", width), {}))
+        elif not full:
             trail = _trail(attempts)
             out.append((f"{head}: {trail}" if trail else head, {}))
         else:
