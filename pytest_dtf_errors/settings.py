@@ -240,6 +240,8 @@ class Settings:
     new_test_repeats: Option[int | None] = Option(None, _repeats, "extra runs of a test the history has never seen (early flake detection); 0 for none, auto (the default) by its duration", flag="--dtf-new-test-repeats")
     new_test_share: Option[float] = Option(0.2, _number(float, 0.0, 1.0), "at most this share of the session's time goes to new tests' extra runs")
     repeat: Option[int] = Option(0, _number(int, 0, MAX_REPEATS), "run each selected test N times, spread over all workers, and report its pass rate", flag="--dtf-repeat")
+    html: Option[str | None] = Option(None, _text, "write the HTML report (one self-contained file: worker timeline, patterns, tests) to this path", flag="--dtf-html")
+    summary_md: Option[str | None] = Option(None, _text, "write a short Markdown summary to this path ('off': none; default: appended to $GITHUB_STEP_SUMMARY when it is set)", flag="--dtf-summary-md")
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - BY_KEY.keys()
