@@ -297,3 +297,22 @@ def test_two_concurrent_sessions_write_one_file(pytester: pytest.Pytester) -> No
         assert store.read_tests()["test_slow.py::test_wait"].runs == 2
     finally:
         store.close()
+
+
+def test_a_clean_repeat_releases_a_quarantined_test(pytester: pytest.Pytester) -> None:
+    history = _project(pytester, '[tool.dtf]\nquarantine = {mode = "auto", threshold = 0.2, release_after = 5}\n')
+    for fail in [(), ("shaky",), ()]:
+        _session(pytester, history, "--dtf-max-retries=0", fail=fail)
+    _, report = _session(pytester, history, "-k", "shaky")
+    assert "quarantine" in _test(report, "shaky")  # quarantined by its score
+    # the fix is checked: every run of a repeat passes, and that is evidence enough
+    result, report = _session(pytester, history, "--dtf-repeat=6", "-k", "shaky")
+    assert result.ret == 0
+    shaky = _test(report, "shaky")
+    assert (shaky["repeat"]["runs"], shaky["repeat"]["passed"]) == (6, 6)
+    assert [(e["decision"], e["reason"]) for e in report["history"]["events"]] == [
+        ("release", "passed all 6 runs of a --dtf-repeat")
+    ]
+    result.stdout.fnmatch_lines(["*released test_steered.py::test_shaky: passed all 6 runs of a --dtf-repeat*"])
+    _, report = _session(pytester, history, "-k", "shaky")
+    assert "quarantine" not in _test(report, "shaky")

@@ -751,3 +751,16 @@ def test_requirements_from_the_wire_keep_gpus_and_exclusive_and_drop_bad_values(
     assert kind == "requirements"
     assert reqs["a"] == {"any": ["cuda"], "fallback": [], "gpus": 2, "exclusive": True}
     assert all(reqs[n] == {"any": [], "fallback": []} for n in "bcdef")
+
+
+def test_a_run_goes_to_a_worker_that_does_not_hold_the_test_already():
+    run = make(["a", "b", "c", "d"], nodes=("gw0", "gw1"))
+    sched, (w0, w1) = run.sched, run.workers
+    held = next(w for w in (w0, w1) if sched.index_of["a"] in sched.node2pending[w])
+    other = w1 if held is w0 else w0
+    for i in range(3):  # the other worker has more queued, and is still the one picked
+        sched.node2pending[other].append(sched.index_of["d"] + 100 + i)
+    assert sched._pick(retry("a", node="gw9"), [w0, w1]) is other
+    # if every fitting worker holds it, one of them still runs it
+    sched.node2pending[other].append(sched.index_of["a"])
+    assert sched._pick(retry("a", node="gw9"), [w0, w1]) is not None

@@ -638,6 +638,13 @@ class DtfScheduling:
             fitting = [n for n in live if self._fits(n, need)]
         if not fitting:
             return None
+        index = self.index_of.get(plan.nodeid)
+        free = [n for n in fitting if index not in self.node2pending[n]]
+        if free:
+            # not to a worker that holds the test already (a repeat's run, or a retry that
+            # fell back onto its worker): pytest would run it as its own next item, skipping
+            # the teardown and setup between the two
+            fitting = free
         prefer = set(plan.prefer_hardware)
         return min(
             fitting,
