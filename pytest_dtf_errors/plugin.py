@@ -327,37 +327,60 @@ class DtfSession:
         return bool(ignored) and len(ignored) == failed and not self.collection_errors
 
     def _write_reports(self, exitstatus: int) -> None:
+        settings = self.attempts.settings
         ledger = self.attempts.ledger
         xmlpath = getattr(self.config.option, "xmlpath", None)
-        path = self.attempts.settings.report
+        path = settings.report
         memory = self.memory
-        if not path and not xmlpath and memory is None:
+        summary_md = self._summary_md()
+        if not (path or xmlpath or memory is not None or summary_md is not None or settings.html):
             return
         from . import report
 
         data = None
-        if memory is not None:
+        if path or memory is not None or summary_md is not None or settings.html:
             data = report.build_report(
                 ledger, self.attempts.patterns(), run_info=self._run_info(exitstatus),
-                history=memory.history_section(),
+                history=memory.history_section() if memory is not None else None,
             )
+        if memory is not None and data is not None:
             memory.write(data)
             self._notes()
         try:
             if xmlpath and os.path.isfile(xmlpath):  # not --junitxml=/dev/null
                 report.rewrite_junit(xmlpath, ledger, prefix=getattr(self.config.option, "junitprefix", None))
-            if path:
-                if data is None:
-                    data = report.build_report(ledger, self.attempts.patterns(), run_info=self._run_info(exitstatus))
+            if path and data is not None:
                 self.config.hook.pytest_dtf_report(report=data, config=self.config)
-                target = Path(path)
-                if not target.is_absolute():
-                    target = Path(self.config.invocation_params.dir) / target
-                report.write_atomic(str(target), data)
+                report.write_atomic(str(self._target(path)), data)
         except OSError as exc:  # a directory, a full disk, no permission: say so, no traceback
-            tr = self.config.pluginmanager.getplugin("terminalreporter")
-            if tr is not None:
-                tr.write_line(f"pytest-dtf-errors: report not written: {exc}", red=True)
+            self._warn(f"pytest-dtf-errors: report not written: {exc}")
+        if summary_md is not None and data is not None:
+            from .report.markdown import write_summary_md
+
+            try:
+                write_summary_md(summary_md[0], data, append=summary_md[1])
+            except OSError as exc:
+                self._warn(f"pytest-dtf-errors: Markdown summary not written: {exc}")
+
+    def _target(self, path: str) -> Path:
+        target = Path(path)
+        return target if target.is_absolute() else Path(self.config.invocation_params.dir) / target
+
+    def _summary_md(self) -> tuple[str, bool] | None:
+        """Where the Markdown summary goes: ``--dtf-summary-md PATH``, else appended to
+        ``$GITHUB_STEP_SUMMARY`` when dtf is asked for (a run that asks nothing writes nothing)."""
+        settings = self.attempts.settings
+        asked = settings.summary_md
+        if asked is None and not (settings.schedule or settings.report or settings.html):
+            return None
+        from .report.markdown import summary_target
+
+        return summary_target(asked, str(self.config.invocation_params.dir))
+
+    def _warn(self, line: str) -> None:
+        tr = self.config.pluginmanager.getplugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(line, red=True)
 
     def _run_info(self, exitstatus: int) -> dict[str, Any]:
         from importlib.metadata import PackageNotFoundError, version
