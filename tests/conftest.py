@@ -13,6 +13,9 @@ import pytest
 
 pytest_plugins = ["pytester", "multihost_fixture"]
 
+# The sessions these tests run would append their Markdown summaries to a CI's own page.
+os.environ.pop("GITHUB_STEP_SUMMARY", None)
+
 # -n 2 and in-process: every behaviour is checked both ways where it applies.
 MODES = {"xdist": ["-n", "2"], "inprocess": ["-p", "no:xdist"]}
 
