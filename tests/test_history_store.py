@@ -361,3 +361,17 @@ def test_runs_written_in_any_order_give_the_aggregates_of_start_order(
             assert got[nodeid].score == pytest.approx(score_of_outcomes(outcomes))
         in_order.close()
         any_order.close()
+
+
+def test_a_reports_test_duration_is_one_runs_not_its_retries_and_repeats() -> None:
+    from pytest_dtf_errors.history import run_from_report
+
+    report = {"run": {"id": "r1", "start_epoch": 1.0}, "patterns": [], "tests": [
+        {"nodeid": "t.py::a", "outcome": "flaky", "attempts": [
+            {"attempt": 1, "outcome": "failed", "duration": 3.0},
+            {"attempt": 2, "outcome": "passed", "duration": 1.0},
+        ]},
+        {"nodeid": "t.py::b", "outcome": "passed", "attempts": []},
+    ]}
+    a, b = run_from_report(report).tests
+    assert (a.duration, b.duration) == (2.0, 0.0)

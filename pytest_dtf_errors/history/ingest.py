@@ -77,7 +77,8 @@ def run_from_report(data: Mapping[str, Any], source: str | None = None) -> RunRe
             _attempt(a, i, by_id) for i, a in enumerate(t.get("attempts") or (), 1)
             if isinstance(a, Mapping)
         )
-        duration = sum(a.duration for a in attempts)
+        # one run's time, what scheduling wants: retries and repeats do not make a test look longer
+        duration = sum(a.duration for a in attempts) / len(attempts) if attempts else 0.0
         results.append(TestResult(t["nodeid"], str(outcome), duration, attempts))
     return RunRecord(
         run_id, start, tuple(results),
