@@ -1,7 +1,9 @@
 """`python -m pytest_dtf_errors.report errors.json`: print a saved report.
 
 Reads a --dtf-report file (a CI artifact, say) and prints its summary counts
-and pattern table with the terminal summary's own formatting. Exit status 0,
+and pattern table with the terminal summary's own formatting; with
+``--html out.html`` it writes the HTML report of it instead (the page
+``--dtf-html`` writes). Exit status 0,
 or 2 with a one-line message when the file is missing or not a valid report,
 or 141 (128 + SIGPIPE, as a shell reports for ``| head``) when the reader of
 its output went away.
@@ -45,12 +47,17 @@ def run_line(run: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_dtf_errors.report",
-        description="Print the summary and error-pattern table of a saved --dtf-report file.",
+        description="Print the summary and error-pattern table of a saved --dtf-report file, "
+        "or write its HTML report (--html).",
     )
     parser.add_argument("report", help="the JSON file written by --dtf-report")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="every test and pattern")
     parser.add_argument(
         "--width", type=int, default=None, help="line width (default: the terminal's)"
+    )
+    parser.add_argument(
+        "--html", metavar="PATH", default=None,
+        help="write the HTML report (timeline, patterns, tests) to PATH instead of printing",
     )
     args = parser.parse_args(argv)
     try:
@@ -58,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.html:
+        from .html import write_html
+
+        try:
+            write_html(args.html, report)
+        except OSError as exc:
+            print(f"error: HTML report not written: {exc}", file=sys.stderr)
+            return 2
+        print(f"HTML report: {args.html}")
+        return 0
     width = args.width or shutil.get_terminal_size((80, 24)).columns
     lines = report_lines(report, verbose=args.verbose, width=width)
     if not lines:
