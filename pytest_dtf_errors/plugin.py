@@ -354,6 +354,13 @@ class DtfSession:
                 report.write_atomic(str(self._target(path)), data)
         except OSError as exc:  # a directory, a full disk, no permission: say so, no traceback
             self._warn(f"pytest-dtf-errors: report not written: {exc}")
+        if settings.html and data is not None:
+            from .report.html import write_html
+
+            try:
+                write_html(str(self._target(settings.html)), data)
+            except OSError as exc:
+                self._warn(f"pytest-dtf-errors: HTML report not written: {exc}")
         if summary_md is not None and data is not None:
             from .report.markdown import write_summary_md
 
