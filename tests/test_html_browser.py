@@ -264,11 +264,21 @@ def test_dark_and_light(browser, pages):
 
 
 def test_ten_thousand_tests_in_the_browser(browser, tmp_path):
+    """Every kind of mark, and a page of the table, at 10,000 tests."""
     path = tmp_path / "big.html"
     report = bench.synthetic_report(10_000)
+    failed = [t for t in report["tests"] if t["outcome"] == "failed"]
+    failed[0]["quarantine"] = {"score": 0.3, "reason": "flaky in 9 of its last 40 runs", "since": None}
+    culprit = failed[1]
+    report["poisoned"] = [{"worker": culprit["attempts"][0]["node"], "signature": "illegal memory access",
+                           "culprit": culprit["nodeid"], "victims": [], "reproduced_on": None}]
+    report["nodes"][-1].update(lost=True, lost_reason="no heartbeat for 30 s")
     path.write_text(render_html(report), encoding="utf-8")
     ms = bench.open_page(browser, path, timeout=30)
     assert count(browser, "svg.tl .bar") == report["summary"]["attempts"]
+    assert count(browser, "svg.tl .bar.q") == len(failed[0]["attempts"])
+    for kind in ("crash", "replacement", "quarantine", "breaker", "poison", "lost"):
+        assert count(browser, f"svg.tl .mark.m-{kind}") == 1, kind
     assert count(browser, "#tests tbody tr") == 100  # one page of the table
     assert ms < 6_000  # BENCHMARKS.md has the figure (about 0.6 s); this is a guard for slow CI machines
     assert severe(browser) == []

@@ -105,7 +105,6 @@
       ["skipped", "skipped"], ["quarantined", "quarantined"], ["victims", "victim"]];
     for (const [key, cls] of kinds) {
       const n = sm[key] || 0;
-      if (!n && !["passed", "failed", "flaky"].includes(key)) continue;
       chips.append(el("li", null, el("button", {
         type: "button", class: "o-" + cls, "data-count": key,
         title: "show the " + key + " tests", onclick: () => filterOutcome(key),
@@ -228,7 +227,7 @@
     const frag = document.createDocumentFragment();
     for (const b of bars) {
       const h = BARH[b.o] || 10;
-      b.el = sv("rect", { class: "bar o-" + OUT[b.o], y: laneY[b.w] + (LANEH - h) / 2, height: h, "data-t": b.t,
+      b.el = sv("rect", { class: "bar o-" + OUT[b.o] + (T[b.t].quarantined ? " q" : ""), y: laneY[b.w] + (LANEH - h) / 2, height: h, "data-t": b.t,
         "data-a": b.ai, "data-p": b.p >= 0 ? P[b.p].id : null });
       frag.append(b.el);
     }
@@ -415,6 +414,8 @@
           sv("path", { class: "sym", d: sym })));
         return el("span", null, g, text);
       }),
+      T.some((t) => t.quarantined) ? el("span", null, sv("svg", { width: 16, height: 16, "aria-hidden": "true" },
+        sv("rect", { class: "swatch-bar o-failed q", x: 1, y: 1, width: 14, height: 14 })), "quarantined test") : null,
       D.marks.some((m) => m.kind === "breaker") ? el("span", null, sv("svg", { width: 12, height: 16, "aria-hidden": "true", class: "m-breaker" },
         sv("line", { class: "sym", x1: 6, x2: 6, y1: 0, y2: 16 })), "breaker tripped") : null);
 
