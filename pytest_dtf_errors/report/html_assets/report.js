@@ -176,7 +176,8 @@
     const gShades = sv("g", { class: "shades" }), gBars = sv("g", { class: "bars" });
     const gArrows = sv("g", { class: "arrows" }), gMarks = sv("g", { class: "marks" });
     const gLanes = sv("g", { class: "lanes" });
-    gContent.append(gShades, gBars, gArrows);
+    const gLit = sv("g", { class: "lit-bars" });
+    gContent.append(gShades, gBars, gArrows, gLit);
     gPlot.append(gContent, gMarks);
     svg.append(defs, gRows, gAxis, gPlot, gLanes);
 
@@ -338,6 +339,7 @@
         a.el.setAttribute("d", "M" + x0.toFixed(1) + "," + a.y0 + "C" + (x0 + dx).toFixed(1) + "," + a.y0 + " " +
           (x1 - dx).toFixed(1) + "," + a.y1 + " " + x1.toFixed(1) + "," + a.y1);
       }
+      if (lit.length) copies();
       for (const sh of shades) {
         const x1 = C(Math.min(Math.max(sh.t, lo), hi));
         sh.el.setAttribute("x", x1.toFixed(1));
@@ -468,13 +470,13 @@
     });
     window.addEventListener("resize", () => later(true));
     function activate(target) {
-      const bar = target.closest && target.closest(".bar, .arrow");
+      const bar = target.closest && target.closest(".bar, .lit, .arrow");
       if (bar) { openTest(+bar.getAttribute("data-t"), +bar.getAttribute("data-a")); return; }
       const mark = target.closest && target.closest(".mark");
       if (mark) openMark(+mark.getAttribute("data-m"));
     }
     function showTip(e) {
-      const t = e.target.closest && e.target.closest(".bar");
+      const t = e.target.closest && e.target.closest(".bar, .lit");
       if (!t) { tip.hidden = true; return; }
       const test = T[+t.getAttribute("data-t")];
       const a = test.att[+t.getAttribute("data-a")];
@@ -489,15 +491,24 @@
       tip.style.left = Math.min(e.clientX + 14, window.innerWidth - w - 8) + "px";
       tip.style.top = (e.clientY + 18 + h > window.innerHeight ? e.clientY - h - 10 : e.clientY + 18) + "px";
     }
+    // A highlight dims the bars' group as a whole (one layer, not 10,000 opacities) and draws
+    // copies of the pattern's bars over it; the bars themselves are marked "hl".
+    let lit = [];
     function highlight(pi) {
       svg.classList.toggle("hl-on", pi >= 0);
-      let n = 0;
-      for (const b of bars) {
-        const on = pi >= 0 && b.p === pi;
-        if (on) n++;
-        if (on || b.el.classList.contains("hl")) b.el.classList.toggle("hl", on);
+      for (const b of lit) b.el.classList.remove("hl");
+      lit = pi >= 0 ? bars.filter((b) => b.p === pi) : [];
+      for (const b of lit) b.el.classList.add("hl");
+      copies();
+      return lit.length;
+    }
+    function copies() {
+      gLit.textContent = "";
+      for (const b of lit) {
+        const c = b.el.cloneNode(false);
+        c.setAttribute("class", "lit o-" + OUT[b.o]);
+        gLit.append(c);
       }
-      return n;
     }
     timelineApi = { layout: () => { queued = 2; layout(); }, highlight, select: (ti, ai) => {
       for (const b of bars) if (b.el.classList.contains("sel") || (b.t === ti && (ai === undefined || b.ai === ai))) {
