@@ -153,8 +153,8 @@
   // -- timeline ---------------------------------------------------------------
   function timeline() {
     const sec = el("section", { id: "timeline", "aria-labelledby": "tl-h" }, el("h2", { id: "tl-h" }, "Worker timeline"));
-    const AXIS = 26, HOSTH = 20, LANEH = 20;
-    const BARH = [10, 16, 16, 6];
+    const AXIS = 26, HOSTH = 20, LANEH = W.length > 8 ? 20 : 26; // few lanes: taller ones
+    const BARH = [0.5, 0.8, 0.8, 0.3].map((f) => Math.round(f * LANEH)); // passed, failed, error, skipped
     const span = Math.max(D.span, 1);
     const pad = span * 0.01;
     const longest = W.reduce((m, w) => Math.max(m, w.id.length + (w.hw.join(",").length || 0) +
@@ -204,7 +204,7 @@
       laneY[i] = y;
       const bg = row("lane-bg" + (alt ? " alt" : ""), y, LANEH);
       const sub = [w.hw.join(","), w.replaces ? "↳ " + w.replaces : ""].filter(Boolean).join(" ");
-      const label = sv("text", { class: "lane-label", x: 14, y: y + 14 }, w.id,
+      const label = sv("text", { class: "lane-label", x: 14, y: y + LANEH / 2 + 4 }, w.id,
         sub ? sv("tspan", { class: "sub", text: " " + sub }) : null);
       const title = [w.id + " on " + w.host, w.hw.length ? "hardware " + w.hw.join(", ") : "",
         w.crashes ? plural(w.crashes, "crash").replace("crashs", "crashes") : "", w.quarantined ? "quarantined: " + w.quarantined : "",
@@ -356,7 +356,7 @@
         const x = X(t);
         if (x < L - 0.5) continue;
         gAxis.append(sv("line", { x1: x, x2: x, y1: AXIS - 5, y2: H }),
-          sv("text", { x: x + 3, y: 14, text: fmtMs(t) }));
+          x + 50 < L + PW + 12 ? sv("text", { x: x + 3, y: 14, text: fmtMs(t) }) : null);
       }
     }
     const later = (full) => {
@@ -401,7 +401,8 @@
     const legend = el("div", { class: "legend", "aria-label": "legend" },
       ["passed", "failed", "error", "skipped"].map((o, i) => el("span", null,
         sv("svg", { width: 16, height: 16, "aria-hidden": "true" },
-          sv("rect", { class: "swatch-bar o-" + o, x: 1, y: (16 - BARH[i]) / 2, width: 14, height: BARH[i] })), "attempt " + o)),
+          sv("rect", { class: "swatch-bar o-" + o, x: 1, y: (16 - [8, 14, 14, 5][i]) / 2, width: 14,
+            height: [8, 14, 14, 5][i] })), "attempt " + o)),
       el("span", null, sv("svg", { width: 26, height: 12, "aria-hidden": "true" },
         sv("path", { class: "legend-arrow", d: "M1,6L22,6", "marker-end": "url(#dtf-ah)" })), "retry"),
       [["crash", "worker died"], ["lost", "worker lost"], ["quarantine", "worker quarantined"],
