@@ -333,12 +333,14 @@ class DtfSession:
         path = settings.report
         memory = self.memory
         summary_md = self._summary_md()
-        if not (path or xmlpath or memory is not None or summary_md is not None or settings.html):
+        # every output but JUnit is written from the report's data, built once
+        wants_data = bool(path or settings.html or memory is not None or summary_md is not None)
+        if not wants_data and not xmlpath:
             return
         from . import report
 
         data = None
-        if path or memory is not None or summary_md is not None or settings.html:
+        if wants_data:
             data = report.build_report(
                 ledger, self.attempts.patterns(), run_info=self._run_info(exitstatus),
                 history=memory.history_section() if memory is not None else None,
