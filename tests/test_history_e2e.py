@@ -47,9 +47,13 @@ def _project(pytester: pytest.Pytester, toml: str = "") -> Path:
 
 def _session(
     pytester: pytest.Pytester, history: Path, *args: str, fail: tuple[str, ...] = (), flip: tuple[str, ...] = (),
-    mode: str = "xdist",
+    mode: str = "inprocess",
 ) -> tuple[pytest.RunResult, dict[str, Any]]:
-    """One session with these tests failing (``fail``) or failing their first attempt (``flip``)."""
+    """One session with these tests failing (``fail``) or failing their first attempt (``flip``).
+
+    In process unless ``mode`` says otherwise: the history is the controller's, the same
+    with xdist (the tests that need workers say so), and a session starts in a third of the time.
+    """
     for old in [*pytester.path.glob("fail_*"), *pytester.path.glob("flip_*")]:
         old.unlink()
     for name in fail:
@@ -83,7 +87,7 @@ def test_the_score_is_the_decayed_flip_rate_over_the_sessions(pytester: pytest.P
     history = _project(pytester)
     plan = [(), ("shaky",), (), ()]  # the shaky test: passed, failed, passed, passed
     for fail in plan:
-        _session(pytester, history, "--max-worker-restart=0", "--dtf-max-retries=0", fail=fail)
+        _session(pytester, history, "--dtf-max-retries=0", fail=fail, mode="xdist")
     # flaky in one run (failed, then passed on a retry): a flip too
     _session(pytester, history, flip=("shaky",))
     store = _stored(history)
