@@ -15,6 +15,9 @@ pytest_plugins = ["pytester", "multihost_fixture"]
 
 # The sessions these tests run would append their Markdown summaries to a CI's own page.
 os.environ.pop("GITHUB_STEP_SUMMARY", None)
+# None of them uses hypothesis, whose plugin takes about 0.45 s to import in every process
+# (each session's controller and workers): without it a -n 2 session starts in half the time.
+os.environ["PYTEST_ADDOPTS"] = f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:hypothesispytest".strip()
 
 # -n 2 and in-process: every behaviour is checked both ways where it applies.
 MODES = {"xdist": ["-n", "2"], "inprocess": ["-p", "no:xdist"]}

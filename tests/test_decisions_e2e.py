@@ -116,8 +116,16 @@ def test_disk(i):
     report = load_report(p.path / "r.json")
     nodes = {n["id"]: n for n in report["nodes"]}
     quarantined = [n for n, rec in nodes.items() if rec["quarantined"]]
-    assert len(quarantined) == 1 and quarantined[0] in ("gw0", "gw1"), result.stdout.str()
-    assert "resource_exhausted" in nodes[quarantined[0]]["quarantine_reason"]
+    assert quarantined and set(quarantined) <= {"gw0", "gw1"}, result.stdout.str()
+    assert all("resource_exhausted" in nodes[n]["quarantine_reason"] for n in quarantined)
+    # never fewer than half of the workers left
+    assert len(nodes) - len(quarantined) >= len(nodes) / 2, result.stdout.str()
+    if len(nodes) == 4:
+        # the last retry came after xdist had shut the workers down: a fourth worker was started
+        # for it ("started a worker for a retry"), and 2 of 4 left is half: both may go
+        result.stdout.fnmatch_lines(["*dtf: started a worker for a retry*"])
+        return
+    assert len(nodes) == 3 and len(quarantined) == 1, result.stdout.str()
     other = ({"gw0", "gw1"} - set(quarantined)).pop()
     assert "fewer than half" in nodes[other]["quarantine_declined"], nodes[other]
     result.stdout.fnmatch_lines([f"not quarantined: {other} (*fewer than half*)"])

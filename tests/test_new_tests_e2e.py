@@ -6,10 +6,13 @@ tests and runs a second session with the same history file.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import MODES, load_report, outcomes, run
 from test_repeat_e2e import COUNTING, by_name, runs_of
 
+from pytest_dtf_errors.history import AttemptRecord, RunRecord, SQLiteHistory, TestResult
 from pytest_dtf_errors.report import validate
 
 KNOWN = COUNTING + '''
@@ -35,12 +38,23 @@ def recorded(pytester: pytest.Pytester):
     """``recorded(new_tests, toml="")``: a project whose history knows test_known.py's tests,
     with ``new_tests`` added as test_new.py and the run counters reset."""
 
-    def make(new_tests: str, toml: str = "") -> pytest.Pytester:
+    def make(new_tests: str, toml: str = "", *, session: bool = False) -> pytest.Pytester:
         if toml:
             pytester.makepyprojecttoml(toml)
         pytester.makepyfile(test_known=KNOWN)
-        first = run(pytester, "--dtf-history", "h.sqlite", "--dtf-retry", "-n", "2")
-        assert first.ret == 0, first.stdout.str()
+        if session:  # recorded by a real session
+            first = run(pytester, "--dtf-history", "h.sqlite", "--dtf-retry", "-n", "2")
+            assert first.ret == 0, first.stdout.str()
+        else:  # written straight into the store: what such a session writes
+            store = SQLiteHistory.open(pytester.path / "h.sqlite")
+            try:
+                store.write_run(RunRecord("recorded", time.time() - 60, tuple(
+                    TestResult(f"test_known.py::test_{name}", "passed", 0.001,
+                               (AttemptRecord(1, "passed", worker="gw0", duration=0.001),))
+                    for name in ("old1", "old2")
+                )))
+            finally:
+                store.close()
         for counter in pytester.path.glob("runs-*"):
             counter.unlink()
         pytester.makepyfile(test_new=new_tests)
@@ -51,7 +65,7 @@ def recorded(pytester: pytest.Pytester):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_new_tests_run_again_and_a_flaky_one_fails_the_session(recorded, mode):
-    p = recorded(NEW)
+    p = recorded(NEW, session=mode == "xdist")
     result = run(p, "--dtf-history", "h.sqlite", "--dtf-report", "r.json", *MODES[mode])
     assert result.ret == 1, result.stdout.str()
     # the extra runs are not counted: one outcome per test, the flaky one as failed
