@@ -146,14 +146,18 @@ def _more(total: int, limit: int, what: str) -> list[str]:
 
 def _text(value: str) -> str:
     """Report text made inert in Markdown and HTML, on one line, cut to TEXT_LIMIT."""
-    one = " ".join(value[: TEXT_LIMIT * 4].split())
-    if len(one) > TEXT_LIMIT:
-        one = one[: TEXT_LIMIT - 1] + "…"
+    one = _one_line(value)
     # backslash escapes (GFM): no emphasis, link, code span, HTML tag, entity or table cell
     # can start in it; the rest of the punctuation is inert after "- `nodeid`: "
     return "".join(
         f"\\{ch}" if ch in _SPECIAL else ch if ch.isprintable() else "?" for ch in one
     )
+
+
+def _one_line(value: str) -> str:
+    """``value`` on one line, cut to TEXT_LIMIT (only a bounded head of it is read)."""
+    one = " ".join(value[: TEXT_LIMIT * 4].split())
+    return one if len(one) <= TEXT_LIMIT else one[: TEXT_LIMIT - 1] + "…"
 
 
 def _cell(value: object) -> str:
@@ -162,9 +166,7 @@ def _cell(value: object) -> str:
 
 def _code(value: str, *, table: bool = False) -> str:
     """A code span that no backtick or newline in ``value`` can end early (nor a pipe a table cell)."""
-    one = " ".join(value[: TEXT_LIMIT * 4].split())
-    if len(one) > TEXT_LIMIT:
-        one = one[: TEXT_LIMIT - 1] + "…"
+    one = _one_line(value)
     one = "".join(ch if ch.isprintable() else "?" for ch in one)
     if table:
         one = one.replace("|", "\\|")  # GFM: a pipe ends a cell, also in a code span
